@@ -90,6 +90,7 @@ class Terminology:
     value_set_ids: frozenset[str]
     orderables: dict[str, Orderable]
     concept_value_sets: dict[Concept, tuple[str, ...]] = field(default_factory=dict)
+    concept_codes: dict[Concept, tuple[Coded, ...]] = field(default_factory=dict)
 
     @property
     def code_count(self) -> int:
@@ -121,7 +122,9 @@ class Terminology:
                     continue
                 system, code = coding.get("system"), coding.get("code")
                 if isinstance(code, str):
-                    found |= self.concepts_for_code(system if isinstance(system, str) else None, code)
+                    found |= self.concepts_for_code(
+                        system if isinstance(system, str) else None, code
+                    )
                 display = coding.get("display")
                 if isinstance(display, str):
                     texts.append(display)
@@ -131,6 +134,13 @@ class Terminology:
         for item in texts:
             found |= self.concepts_for_text(item)
         return frozenset(found)
+
+    def codes_of(self, concept: Concept, system: str) -> tuple[str, ...]:
+        """The codes of one system that make up a concept, in value-set order, without repeats."""
+        wanted = canonical_system(system)
+        return tuple(
+            dict.fromkeys(c.code for c in self.concept_codes.get(concept, ()) if c.system == wanted)
+        )
 
     def orderable(self, name: str) -> Orderable:
         return self.orderables[name]
@@ -145,7 +155,7 @@ def load_terminology() -> Terminology:
     data = _data_files()
     concepts_doc = json.loads((data / "concepts.json").read_text(encoding="utf-8"))
     value_sets: dict[str, list[Coded]] = {}
-    for entry in (data / "valuesets").iterdir():
+    for entry in sorted((data / "valuesets").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".json"):
             continue
         doc = json.loads(entry.read_text(encoding="utf-8"))
@@ -165,6 +175,7 @@ def build_terminology(
     index: dict[tuple[str, str], set[Concept]] = {}
     patterns: dict[Concept, re.Pattern[str]] = {}
     concept_sets: dict[Concept, tuple[str, ...]] = {}
+    concept_codes: dict[Concept, tuple[Coded, ...]] = {}
     definitions = concepts_doc["concepts"]
     unknown = set(definitions) - {c.value for c in Concept}
     if unknown:
@@ -175,12 +186,15 @@ def build_terminology(
             raise ValueError(f"concepts.json does not define concept {concept.value!r}")
         set_ids = tuple(definition.get("valueSets", ()))
         concept_sets[concept] = set_ids
+        members: list[Coded] = []
         for set_id in set_ids:
             if set_id not in value_sets:
                 raise ValueError(f"concept {concept.value!r} names missing value set {set_id!r}")
+            members.extend(value_sets[set_id])
             for coded in value_sets[set_id]:
                 key = (coded.system, normalise_code(coded.system, coded.code))
                 index.setdefault(key, set()).add(concept)
+        concept_codes[concept] = tuple(members)
         text = definition.get("textPatterns") or []
         if text:
             patterns[concept] = re.compile("|".join(f"(?:{p})" for p in text), re.IGNORECASE)
@@ -199,4 +213,5 @@ def build_terminology(
         value_set_ids=frozenset(value_sets),
         orderables=orderables,
         concept_value_sets=concept_sets,
+        concept_codes=concept_codes,
     )

@@ -1,0 +1,62 @@
+"""The Flask application factory: wiring only, no clinical logic."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from cds_service.config import Settings
+from cds_service.http import discovery, health, services
+from cds_service.http.errors import register_error_handlers
+from cds_service.runtime import Runtime
+
+log = logging.getLogger("cds_service.requests")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    runtime = runtime or Runtime.load(settings)
+    app = Flask("cds_service")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+    app.extensions["cds_runtime"] = runtime
+    for module in (discovery, services, health):
+        app.register_blueprint(module.blueprint)
+    register_error_handlers(app)
+    _register_request_log(app)
+    return app
+
+
+def _register_request_log(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        fields = {
+            "event": "request",
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(
+                (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
+            ),
+        }
+        for key in ("service_id", "hook_instance", "decision", "topics", "fetched", "error"):
+            value = g.get(key)
+            if value is not None:
+                fields[key] = value
+        log.info("request", extra=fields)
+        return response

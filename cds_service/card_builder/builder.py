@@ -1,0 +1,241 @@
+"""Turn findings into CDS Hooks 2.0 cards, with words from `cards/` and codes from terminology.
+
+Suggested orders are built as FHIR R4 resources and validated with `fhir.resources.R4B` before
+they leave the service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from cds_service.card_builder.content import (
+    SUMMARY_LIMIT,
+    CardContent,
+    SuggestionContent,
+    TopicContent,
+)
+from cds_service.rules.findings import (
+    Fact,
+    FactKind,
+    Finding,
+    Indicator,
+    Orderable,
+    SuggestionIntent,
+)
+from cds_service.terminology.index import Terminology
+
+_SEVERITY_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
+_REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
+
+
+@dataclass(frozen=True)
+class CardContext:
+    """What the cards need from the hook request to address their suggestions."""
+
+    patient_id: str
+    encounter_id: str | None = None
+    user_id: str | None = None
+    condition_refs: tuple[str, ...] = ()
+
+
+class _Blank(dict[str, str]):
+    """Template values where a missing name reads as 'not recorded' rather than failing."""
+
+    def __init__(self, values: Mapping[str, str], blank: str) -> None:
+        super().__init__(values)
+        self._blank = blank
+
+    def __missing__(self, key: str) -> str:
+        return self._blank
+
+
+class CardBuilder:
+    def __init__(self, content: CardContent, terminology: Terminology) -> None:
+        self._content = content
+        self._terminology = terminology
+
+    # --- words ------------------------------------------------------------------------------
+
+    def duration_words(self, days: int | None) -> str:
+        words = self._content.words
+        if days is None:
+            return words["unknown_duration"]
+        if days < 14:
+            return words["duration_days"].format(days=days)
+        if days < 91:
+            return words["duration_weeks"].format(weeks=days // 7)
+        return words["duration_months"].format(months=days // 30)
+
+    def _fact_line(self, fact: Fact) -> str:
+        content = self._content
+        blank = content.words["not_recorded"]
+        values: dict[str, str] = {}
+        for key, value in fact.values.items():
+            if value is None:
+                continue
+            if key == "duration_days":
+                values["duration"] = self.duration_words(int(value))
+            elif key == "flag":
+                values[key] = next(
+                    (name for flag, name in content.red_flag_names.items() if flag.value == value),
+                    value,
+                )
+            elif key == "contraindication":
+                values[key] = next(
+                    (n for c, n in content.contraindication_names.items() if c.value == value),
+                    value,
+                )
+            else:
+                values[key] = value
+        if fact.kind == FactKind.NO_RED_FLAGS:
+            values["checked"] = ", ".join(content.red_flag_names.values())
+        return content.fact_templates[fact.kind].format_map(_Blank(values, blank))
+
+    def _facts_block(self, finding: Finding) -> str:
+        lines = [f"- {self._fact_line(fact)}" for fact in finding.facts]
+        return f"**{self._content.facts_heading}**\n\n" + "\n".join(lines)
+
+    def _evidence_block(self, topic: TopicContent) -> str:
+        lines = []
+        for number, evidence in enumerate(topic.evidence, start=1):
+            citation = (
+                f"[{evidence.citation}]({evidence.url})" if evidence.url else evidence.citation
+            )
+            lines.append(f"{number}. {citation} {evidence.finding}")
+        return f"**{self._content.evidence_heading}**\n\n" + "\n".join(lines)
+
+    def _values(self, finding: Finding, topic: TopicContent) -> dict[str, str]:
+        content = self._content
+        values = {
+            "order": finding.order.label if finding.order else "",
+            "alternative": content.orderables[finding.alternative].display
+            if finding.alternative
+            else "",
+            "red_flags": ", ".join(content.red_flag_names[f] for f in finding.red_flags),
+            "contraindications": ", ".join(
+                content.contraindication_names[c] for c in finding.contraindications
+            ),
+            "duration": self.duration_words(finding.pain_duration_days),
+        }
+        values["facts"] = self._facts_block(finding)
+        values["evidence"] = self._evidence_block(topic)
+        return values
+
+    # --- FHIR suggestions -------------------------------------------------------------------
+
+    def _resource(self, orderable: Orderable, context: CardContext) -> dict[str, Any]:
+        coded = self._terminology.orderable(orderable.value)
+        words = self._content.orderables[orderable]
+        resource: dict[str, Any] = {
+            "resourceType": coded.resource_type,
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{context.patient_id}"},
+        }
+        if context.encounter_id:
+            resource["encounter"] = {"reference": f"Encounter/{context.encounter_id}"}
+        if context.user_id and context.user_id.startswith(_REQUESTER_TYPES):
+            resource["requester"] = {"reference": context.user_id}
+        if context.condition_refs:
+            resource["reasonReference"] = [{"reference": ref} for ref in context.condition_refs]
+        if coded.resource_type == "MedicationRequest":
+            resource["medicationCodeableConcept"] = dict(coded.code)
+            dosage: dict[str, Any] = {"text": words.instructions}
+            if words.patient_instruction:
+                dosage["patientInstruction"] = words.patient_instruction
+            resource["dosageInstruction"] = [dosage]
+        else:
+            resource["code"] = dict(coded.code)
+            if coded.category:
+                resource["category"] = [dict(coded.category)]
+            resource["note"] = [{"text": words.instructions}]
+            if words.patient_instruction:
+                resource["patientInstruction"] = words.patient_instruction
+        # Validation is the guarantee that the EHR receives a well-formed R4 resource.
+        get_fhir_model_class(coded.resource_type).model_validate(resource)
+        return resource
+
+    def _suggestion(
+        self,
+        intent: SuggestionIntent,
+        words: SuggestionContent,
+        values: Mapping[str, str],
+        context: CardContext,
+    ) -> dict[str, Any] | None:
+        actions: list[dict[str, Any]] = []
+        if intent.delete and intent.delete.reference and words.delete:
+            actions.append(
+                {
+                    "type": "delete",
+                    "description": words.delete.format_map(values),
+                    "resourceId": intent.delete.reference,
+                }
+            )
+        if intent.create and words.create:
+            actions.append(
+                {
+                    "type": "create",
+                    "description": words.create.format_map(values),
+                    "resource": self._resource(intent.create, context),
+                }
+            )
+        if not actions:
+            return None
+        suggestion: dict[str, Any] = {
+            "label": words.label.format_map(values),
+            "uuid": str(uuid.uuid4()),
+            "actions": actions,
+        }
+        if intent.recommended:
+            suggestion["isRecommended"] = True
+        return suggestion
+
+    # --- cards ------------------------------------------------------------------------------
+
+    def card(self, finding: Finding, context: CardContext) -> dict[str, Any]:
+        content = self._content
+        topic = content.topics[finding.topic]
+        values = self._values(finding, topic)
+        summary = topic.summary.format_map(values)
+        if len(summary) > SUMMARY_LIMIT:
+            summary = topic.summary_fallback
+        indicator = finding.indicator or topic.indicator
+        card: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "summary": summary,
+            "detail": topic.detail.format_map(values).strip(),
+            "indicator": indicator.value,
+            "source": {
+                "label": topic.source_label,
+                **({"url": topic.source_url} if topic.source_url else {}),
+                "topic": {
+                    "system": content.topic_system,
+                    "code": topic.topic.value,
+                    "display": topic.title,
+                },
+            },
+        }
+        suggestions = [
+            s
+            for intent in finding.suggestions
+            if (s := self._suggestion(intent, topic.suggestions[intent.key], values, context))
+        ]
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "at-most-one"
+        if topic.override_reasons:
+            card["overrideReasons"] = [
+                {"system": content.override_reason_system, "code": r.code, "display": r.display}
+                for r in topic.override_reasons
+            ]
+        return card
+
+    def cards(self, findings: tuple[Finding, ...], context: CardContext) -> list[dict[str, Any]]:
+        built = [self.card(finding, context) for finding in findings]
+        built.sort(key=lambda c: _SEVERITY_ORDER[Indicator(c["indicator"])])
+        return built

@@ -1,0 +1,81 @@
+"""`cds-service serve`: the production server (gunicorn, sync workers, one per core)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from cds_service.card_builder.content import ContentError
+from cds_service.config import ConfigError, Settings
+from cds_service.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="start the production server")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="sync worker processes (default: one per core)",
+    )
+    parser.add_argument("--timeout", type=int, default=30, help="worker timeout in seconds")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        print("cds-service: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print("cds-service: --port must be between 1 and 65535", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)
+        from cds_service.app import create_app
+
+        # Loaded before forking: a bad configuration stops here with one line, and the
+        # workers share the loaded terminology copy-on-write.
+        app = create_app(settings)
+    except (ConfigError, ContentError) as error:
+        print(f"cds-service: configuration error: {error}", file=sys.stderr)
+        return 2
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("worker_class", "sync")
+            self.cfg.set("timeout", args.timeout)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("preload_app", True)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+            self.cfg.set("proc_name", "cds-service")
+
+        def load(self) -> Any:
+            return app
+
+    if settings.evaluation_date:
+        log.warning(
+            "CDS_EVALUATION_DATE pins today's date; use only for tests and fixture replays",
+            extra={"event": "evaluation_date_pinned"},
+        )
+    log.info(
+        "starting server",
+        extra={
+            "event": "server_start",
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+        },
+    )
+    _Server().run()
+    return 0

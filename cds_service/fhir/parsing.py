@@ -1,0 +1,208 @@
+"""Lenient reading of FHIR R4 JSON as it arrives in real CDS Hooks traffic.
+
+Resources are validated with the `fhir.resources.R4B` models (the package's default models are
+R5 and reject R4 shapes). Known defects of real clients are repaired first: the CDS Hooks
+sandbox sends MedicationRequest.category as an object and leaves out `intent`; published
+examples write `doseAndRate` as an object. A resource that still fails validation is skipped
+and logged by type and error location only, never by content.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+
+import pydantic
+from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+log = logging.getLogger(__name__)
+
+# Resource types the service reads; anything else (e.g. DSTU2 MedicationOrder) is ignored.
+KNOWN_TYPES = frozenset(
+    {
+        "Patient",
+        "Condition",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Medication",
+        "ServiceRequest",
+        "Procedure",
+        "Observation",
+        "DeviceRequest",
+        "NutritionOrder",
+        "VisionPrescription",
+    }
+)
+
+# Elements that R4 defines as lists but that real clients send as a single object.
+_LIST_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "MedicationRequest": ("category", "reasonCode", "dosageInstruction", "note"),
+    "ServiceRequest": ("category", "reasonCode", "orderDetail", "bodySite", "note"),
+    "Condition": ("category", "bodySite", "note"),
+    "Observation": ("category", "performer", "note"),
+    "Procedure": ("reasonCode", "bodySite", "note"),
+}
+
+
+def is_operation_outcome(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
+
+
+def bundle_entries(bundle: Any) -> Iterator[dict[str, Any]]:
+    """Resources of a Bundle, leaving out OperationOutcomes and malformed entries."""
+    if not isinstance(bundle, dict):
+        return
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        if is_operation_outcome(resource):
+            continue
+        yield resource
+
+
+def is_failed_result(value: Any) -> bool:
+    """An OperationOutcome, or a Bundle that carries only OperationOutcomes: the query failed."""
+    if is_operation_outcome(value):
+        return True
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        entries = value.get("entry")
+        if isinstance(entries, list) and entries:
+            resources = [e.get("resource") for e in entries if isinstance(e, dict)]
+            return all(is_operation_outcome(r) for r in resources)
+    return False
+
+
+def resources_of(value: Any) -> list[dict[str, Any]]:
+    """Flatten a prefetch or search result (a resource or a Bundle) into its resources."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return list(bundle_entries(value))
+    if is_operation_outcome(value) or not isinstance(value.get("resourceType"), str):
+        return []
+    return [value]
+
+
+def _repair(raw: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    repaired = raw
+    for element in _LIST_ELEMENTS.get(resource_type, ()):
+        if isinstance(repaired.get(element), dict):
+            if repaired is raw:
+                repaired = dict(raw)
+            repaired[element] = [repaired[element]]
+    if resource_type == "MedicationRequest":
+        dosages = repaired.get("dosageInstruction")
+        if isinstance(dosages, list) and any(
+            isinstance(d, dict) and isinstance(d.get("doseAndRate"), dict) for d in dosages
+        ):
+            if repaired is raw:
+                repaired = dict(raw)
+            repaired["dosageInstruction"] = [
+                {**d, "doseAndRate": [d["doseAndRate"]]}
+                if isinstance(d, dict) and isinstance(d.get("doseAndRate"), dict)
+                else d
+                for d in dosages
+            ]
+    return repaired
+
+
+def _fill_required(
+    raw: dict[str, Any], resource_type: str, patient_ref: str | None
+) -> dict[str, Any]:
+    """Supply required elements draft orders often lack, from what the hook context says."""
+    if resource_type not in {"MedicationRequest", "ServiceRequest", "DeviceRequest"}:
+        return raw
+    filled = dict(raw)
+    filled.setdefault("status", "draft")
+    filled.setdefault("intent", "proposal")
+    if patient_ref and "subject" not in filled:
+        filled["subject"] = {"reference": patient_ref}
+    return filled
+
+
+def _drop_paths(raw: dict[str, Any], paths: list[tuple[Any, ...]]) -> dict[str, Any]:
+    cleaned = copy.deepcopy(raw)
+    for path in paths:
+        node: Any = cleaned
+        for step in path[:-1]:
+            try:
+                node = node[step]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return cleaned
+
+
+def validate_resource(
+    raw: dict[str, Any], *, draft_patient_ref: str | None = None
+) -> FHIRAbstractModel | None:
+    """Validate one R4 resource leniently; None (and a log line) when it cannot be read.
+
+    `draft_patient_ref` marks a draft order from the hook context: missing status, intent and
+    subject are then filled in, because the context already says whose draft it is.
+    """
+    resource_type = raw.get("resourceType")
+    if resource_type not in KNOWN_TYPES:
+        return None
+    model_class = get_fhir_model_class(resource_type)
+    candidate = _repair(raw, resource_type)
+    if draft_patient_ref is not None:
+        candidate = _fill_required(candidate, resource_type, draft_patient_ref)
+    try:
+        return model_class.model_validate(candidate)
+    except pydantic.ValidationError as error:
+        problems = error.errors()
+    # Members this FHIR version does not define (vendor additions, R5 leftovers) are dropped.
+    unknown = [tuple(p["loc"]) for p in problems if p["type"] == "extra_forbidden"]
+    if unknown and len(unknown) == len(problems):
+        try:
+            return model_class.model_validate(_drop_paths(candidate, unknown))
+        except pydantic.ValidationError as error:
+            problems = error.errors()
+    log.warning(
+        "skipped malformed resource",
+        extra={
+            "event": "resource_skipped",
+            "resource_type": resource_type,
+            "problems": [
+                {"at": ".".join(str(s) for s in p["loc"]), "type": p["type"]} for p in problems[:5]
+            ],
+        },
+    )
+    return None
+
+
+def to_date(value: Any) -> date | None:
+    """A FHIR date/dateTime (full or partial, as parsed or raw) as a calendar date."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 4:
+                return date(int(text), 1, 1)
+            if len(text) == 7:
+                return date(int(text[:4]), int(text[5:7]), 1)
+            return date.fromisoformat(text[:10])
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,26 @@
+"""POST /cds-services/{id}: run a service for one hook call."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from cds_service.protocol.request import parse_json_object
+from cds_service.runtime import Runtime
+
+blueprint = Blueprint("services", __name__)
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    runtime: Runtime = current_app.extensions["cds_runtime"]
+    g.service_id = service_id
+    runtime.handler.service(service_id)  # unknown service: 404 before reading the body
+    document = parse_json_object(request.get_data(cache=False))
+    if isinstance(document.get("hookInstance"), str):
+        g.hook_instance = document["hookInstance"]
+    outcome = runtime.handler.handle(service_id, document)
+    g.topics = outcome.topics
+    g.decision = outcome.decision
+    if outcome.fetched:
+        g.fetched = [category.value for category in outcome.fetched]
+    return jsonify(outcome.response)

@@ -1,0 +1,92 @@
+"""The services this CDS server offers, as discovery describes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.record.model import DataCategory
+from cds_service.terminology.concepts import Concept
+from cds_service.terminology.index import LOINC, Terminology
+
+CDS_HOOKS_VERSION = "2.0.1"
+ORDER_HOOKS = frozenset({"order-sign", "order-select"})
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: Mapping[str, str]
+
+    def discovery_entry(self) -> dict[str, Any]:
+        return {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(self.prefetch),
+        }
+
+
+def prefetch_templates(terminology: Terminology) -> dict[str, str]:
+    """One prefetch key per kind of data the rules read (keys are DataCategory values).
+
+    Only root-level context tokens are used, as CDS Hooks 2.0 requires; observation codes come
+    from the body-temperature and body-weight value sets.
+    """
+    observation_codes = sorted(
+        f"{LOINC}|{code}"
+        for concept in (Concept.BODY_TEMPERATURE, Concept.BODY_WEIGHT)
+        for code in terminology.codes_of(concept, LOINC)
+    )
+    patient = "{{context.patientId}}"
+    return {
+        DataCategory.PATIENT.value: f"Patient/{patient}",
+        DataCategory.CONDITIONS.value: f"Condition?patient={patient}",
+        DataCategory.MEDICATIONS.value: f"MedicationRequest?patient={patient}",
+        DataCategory.OBSERVATIONS.value: (
+            f"Observation?patient={patient}&code={','.join(observation_codes)}&_sort=-date"
+        ),
+        DataCategory.PROCEDURES.value: f"Procedure?patient={patient}",
+        DataCategory.SERVICE_REQUESTS.value: f"ServiceRequest?patient={patient}",
+    }
+
+
+_COMMON = (
+    "for adults with mid-back (thoracic) or low back musculoskeletal pain, following the ACP "
+    "and ACP/AAFP guidelines and the CDC 2022 opioid guideline: avoid opioids (tramadol "
+    "included), no spine imaging without red flags, topical NSAID first, supervised exercise "
+    "therapy, and escalation for red flags and chronic pain."
+)
+
+
+def build_catalog(terminology: Terminology) -> tuple[ServiceDefinition, ...]:
+    templates = prefetch_templates(terminology)
+    return (
+        ServiceDefinition(
+            id="back-pain-order-sign",
+            hook="order-sign",
+            title="Back pain: guideline check at order signing",
+            description="Reviews every draft order at signing " + _COMMON,
+            prefetch=templates,
+        ),
+        ServiceDefinition(
+            id="back-pain-order-select",
+            hook="order-select",
+            title="Back pain: guideline check while selecting orders",
+            description="Reviews the orders just selected " + _COMMON,
+            prefetch=templates,
+        ),
+        ServiceDefinition(
+            id="back-pain-patient-view",
+            hook="patient-view",
+            title="Back pain: red flags, exercise and chronic-pain care",
+            description="When a back-pain patient's chart opens, flags red flags and suggests "
+            "exercise therapy and chronic-pain assessment " + _COMMON,
+            prefetch=templates,
+        ),
+    )

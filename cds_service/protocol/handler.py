@@ -1,0 +1,120 @@
+"""One CDS Hooks call from request to response: the protocol's orchestration.
+
+Order hooks are triaged on the draft orders alone first: when no order under review touches
+back pain, no card can fire, so the service answers at once without reading patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from cds_service.card_builder.builder import CardBuilder, CardContext
+from cds_service.fhir.access import PatientDataGatherer
+from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
+from cds_service.protocol.errors import not_found, precondition_failed
+from cds_service.protocol.request import HookRequest, parse_hook_request
+from cds_service.record.builder import RecordBuilder, RecordInput
+from cds_service.record.model import DataCategory
+from cds_service.rules.assessment import Assessment
+from cds_service.rules.engine import Evaluation, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HookOutcome:
+    response: dict[str, Any]
+    request: HookRequest
+    evaluation: Evaluation | None = None
+    fetched: tuple[DataCategory, ...] = ()
+    decision: str = ""
+    cards: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def topics(self) -> list[str]:
+        return [card["source"]["topic"]["code"] for card in self.cards]
+
+
+class HookHandler:
+    def __init__(
+        self,
+        services: tuple[ServiceDefinition, ...],
+        record_builder: RecordBuilder,
+        card_builder: CardBuilder,
+        gatherer: PatientDataGatherer,
+        today: Callable[[], date],
+    ) -> None:
+        self._services = {service.id: service for service in services}
+        self._record_builder = record_builder
+        self._card_builder = card_builder
+        self._gatherer = gatherer
+        self._today = today
+
+    @property
+    def services(self) -> tuple[ServiceDefinition, ...]:
+        return tuple(self._services.values())
+
+    def service(self, service_id: str) -> ServiceDefinition:
+        service = self._services.get(service_id)
+        if service is None:
+            raise not_found(f"No CDS service with id '{service_id}' is offered here.")
+        return service
+
+    def _record_input(
+        self, request: HookRequest, today: date, data: Mapping[DataCategory, Any]
+    ) -> RecordInput:
+        return RecordInput(
+            patient_id=request.patient_id,
+            hook=request.hook,
+            today=today,
+            encounter_id=request.encounter_id,
+            user_id=request.user_id,
+            draft_orders=request.draft_orders,
+            selections=request.selections,
+            data=data,
+        )
+
+    def handle(self, service_id: str, document: dict[str, Any]) -> HookOutcome:
+        service = self.service(service_id)
+        request = parse_hook_request(document, service)
+        today = self._today()
+
+        if request.hook in ORDER_HOOKS:
+            drafts_only = self._record_builder.build(self._record_input(request, today, {}))
+            if not Assessment(drafts_only).related_orders_under_review:
+                return HookOutcome(
+                    {"cards": []}, request, decision="no back-pain order under review"
+                )
+
+        gathered = self._gatherer.gather(request, tuple(DataCategory), service.prefetch)
+        if gathered.missing:
+            reasons = "; ".join(gathered.missing.values())
+            raise precondition_failed(
+                f"The service needs patient data it could not get: {reasons}.",
+                [f"prefetch.{category.value}" for category in gathered.missing],
+            )
+        record = self._record_builder.build(self._record_input(request, today, gathered.data))
+        evaluation = evaluate(record)
+        context = CardContext(
+            patient_id=request.patient_id,
+            encounter_id=request.encounter_id,
+            user_id=request.user_id,
+            condition_refs=evaluation.condition_refs,
+        )
+        cards = self._card_builder.cards(evaluation.findings, context)
+        if not evaluation.back_pain:
+            decision = "no back pain"
+        else:
+            decision = "evaluated" if cards else "no recommendation applies"
+        return HookOutcome(
+            {"cards": cards},
+            request,
+            evaluation=evaluation,
+            fetched=gathered.fetched,
+            decision=decision,
+            cards=cards,
+        )

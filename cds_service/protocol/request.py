@@ -1,0 +1,164 @@
+"""Read and check a CDS Hooks 2.0 service request.
+
+The JSON Schema covers the envelope and the three hook contexts; what a schema cannot say
+(the hook matches the service, selections name draft orders, fhirServer is an http(s) URL) is
+checked here. Error messages name the place of a problem, never the value found there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+
+from cds_service.fhir.parsing import bundle_entries
+from cds_service.protocol.catalog import ServiceDefinition
+from cds_service.protocol.errors import CdsError, bad_request
+
+_MAX_REPORTED_PROBLEMS = 5
+
+
+@cache
+def schema_validator(name: str) -> jsonschema.protocols.Validator:
+    """A compiled validator for one of the packaged CDS Hooks 2.0 schemas."""
+    text = (resources.files("cds_service.protocol") / "schemas" / f"{name}.schema.json").read_text(
+        encoding="utf-8"
+    )
+    schema = json.loads(text)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """(JSON path, message) for one schema violation, without quoting the offending value."""
+    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    validator = error.validator
+    if validator == "required":
+        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+        names = ", ".join(missing) or "a required member"
+        return path, f"{path}: missing required member {names}"
+    if validator == "type":
+        return path, f"{path}: must be of type {error.validator_value}"
+    if validator in {"minLength", "minItems"}:
+        return path, f"{path}: must not be empty"
+    if validator in {"pattern", "format"}:
+        return path, f"{path}: is not in the expected form"
+    if validator in {"enum", "const"}:
+        return path, f"{path}: is not one of the allowed values"
+    if validator == "dependentRequired":
+        return path, f"{path}: fhirAuthorization requires fhirServer"
+    return path, f"{path}: does not match the CDS Hooks 2.0 request shape ({validator})"
+
+
+def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
+    """Every violation of a packaged schema, deepest first, as (path, message)."""
+    validator = schema_validator(name)
+    errors = sorted(
+        validator.iter_errors(document),
+        key=lambda e: (-len(e.absolute_path), list(e.absolute_path)),
+    )
+    leaves: list[jsonschema.ValidationError] = []
+    for error in errors:
+        # oneOf/anyOf wrap the real problems; report the inner ones.
+        wraps = error.validator in {"oneOf", "anyOf"} and error.context
+        leaves.extend(error.context if wraps else [error])
+    seen: dict[str, tuple[str, str]] = {}
+    for error in leaves:
+        path, message = _describe(error)
+        seen.setdefault(message, (path, message))
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    service: ServiceDefinition
+    hook: str
+    hook_instance: str
+    patient_id: str
+    encounter_id: str | None
+    user_id: str | None
+    draft_orders: tuple[dict[str, Any], ...]
+    selections: frozenset[str] | None  # None: the hook reviews every draft (order-sign)
+    prefetch: Mapping[str, Any]
+    fhir_server: str | None
+    access_token: str | None = field(default=None, repr=False)  # never logged
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise bad_request("The request body is empty; a CDS Hooks request is a JSON object.")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise bad_request("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise bad_request("The request body must be a JSON object.")
+    return document
+
+
+def _check_fhir_server(url: Any) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise bad_request("fhirServer must be an absolute http(s) URL.", ["$.fhirServer"])
+    return url.rstrip("/")
+
+
+def parse_hook_request(document: dict[str, Any], service: ServiceDefinition) -> HookRequest:
+    problems = schema_problems("request", document)
+    if problems:
+        shown = problems[:_MAX_REPORTED_PROBLEMS]
+        raise bad_request(
+            "The request does not match the CDS Hooks 2.0 request shape: "
+            + "; ".join(message for _, message in shown),
+            [path for path, _ in shown],
+        )
+    hook = document["hook"]
+    if hook != service.hook:
+        raise bad_request(
+            f"Service '{service.id}' answers the '{service.hook}' hook; this request is for "
+            "a different hook.",
+            ["$.hook"],
+        )
+    context = document["context"]
+    draft_orders: tuple[dict[str, Any], ...] = ()
+    selections: frozenset[str] | None = None
+    if hook in {"order-sign", "order-select"}:
+        draft_orders = tuple(bundle_entries(context["draftOrders"]))
+    if hook == "order-select":
+        selections = frozenset(context["selections"])
+        known = {
+            f"{r['resourceType']}/{r['id']}" for r in draft_orders if isinstance(r.get("id"), str)
+        }
+        if not selections <= known:
+            raise CdsError(
+                400,
+                "Every entry of context.selections must name an order in context.draftOrders "
+                "(ResourceType/id).",
+                "invalid",
+                ("$.context.selections",),
+            )
+    authorization = document.get("fhirAuthorization") or {}
+    return HookRequest(
+        service=service,
+        hook=hook,
+        hook_instance=document["hookInstance"],
+        patient_id=context["patientId"],
+        encounter_id=context.get("encounterId"),
+        user_id=context.get("userId"),
+        draft_orders=draft_orders,
+        selections=selections,
+        prefetch=document.get("prefetch") or {},
+        fhir_server=_check_fhir_server(document.get("fhirServer")),
+        access_token=authorization.get("access_token"),
+        body=document,
+    )

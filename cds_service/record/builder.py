@@ -1,0 +1,389 @@
+"""Build the patient record view from the FHIR data a request brought or the service fetched.
+
+Codes are matched on the raw JSON first, which is cheap; only resources that mean something to
+the guideline are then validated with the FHIR R4 models. On a record of thousands of
+resources this keeps the work proportional to what matters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from cds_service.fhir.parsing import to_date, validate_resource
+from cds_service.record.model import (
+    CodeFact,
+    ConditionEntry,
+    DataCategory,
+    ObservationEntry,
+    OrderEntry,
+    PatientRecord,
+    ProcedureEntry,
+)
+from cds_service.terminology.concepts import Concept
+from cds_service.terminology.index import (
+    CPT,
+    ICD10CM,
+    LOINC,
+    RXNORM,
+    SNOMED,
+    Terminology,
+    canonical_system,
+)
+
+log = logging.getLogger(__name__)
+
+_SYSTEM_LABELS = {
+    ICD10CM: "ICD-10-CM",
+    SNOMED: "SNOMED CT",
+    RXNORM: "RxNorm",
+    LOINC: "LOINC",
+    CPT: "CPT",
+}
+
+# Units are compared in one scale: temperatures in Celsius, weights in kilograms.
+_TEMPERATURE_UNITS = {
+    "cel": "C",
+    "c": "C",
+    "°c": "C",
+    "[degf]": "F",
+    "degf": "F",
+    "f": "F",
+    "°f": "F",
+}
+_WEIGHT_FACTORS = {
+    "kg": 1.0,
+    "g": 0.001,
+    "[lb_av]": 0.45359237,
+    "lb": 0.45359237,
+    "lbs": 0.45359237,
+}
+
+_IGNORED_OBSERVATION_STATUSES = frozenset({"entered-in-error", "cancelled"})
+_IGNORED_PROCEDURE_STATUSES = frozenset({"entered-in-error", "not-done"})
+_IGNORED_ORDER_STATUSES = frozenset({"entered-in-error"})
+
+
+@dataclass(frozen=True)
+class RecordInput:
+    """Everything the builder needs, independent of where the data came from."""
+
+    patient_id: str
+    hook: str
+    today: date
+    encounter_id: str | None
+    user_id: str | None
+    draft_orders: Sequence[dict[str, Any]]
+    selections: frozenset[str] | None  # None: every draft is under review (order-sign)
+    data: Mapping[DataCategory, Sequence[dict[str, Any]] | None]  # None: could not be had
+
+
+def _items(value: Any) -> list[Any]:
+    """A repeating element as a list, whatever shape a sloppy sender gave it."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
+def _code_facts(
+    codeable: Any, terminology: Terminology, matched_only: bool
+) -> tuple[CodeFact, ...]:
+    if not isinstance(codeable, dict):
+        return ()
+    facts: list[CodeFact] = []
+    for coding in _items(codeable.get("coding")):
+        if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+            continue
+        system = coding.get("system") if isinstance(coding.get("system"), str) else None
+        if matched_only and not terminology.concepts_for_code(system, coding["code"]):
+            continue
+        canonical = canonical_system(system)
+        display = coding.get("display") if isinstance(coding.get("display"), str) else ""
+        facts.append(CodeFact(_SYSTEM_LABELS.get(canonical, canonical), coding["code"], display))
+    return tuple(facts)
+
+
+def _facts_for(codeable: Any, terminology: Terminology) -> tuple[CodeFact, ...]:
+    return _code_facts(codeable, terminology, matched_only=True) or _code_facts(
+        codeable, terminology, matched_only=False
+    )
+
+
+def _label(codeable: Any) -> str:
+    if not isinstance(codeable, dict):
+        return ""
+    text = codeable.get("text")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    for coding in _items(codeable.get("coding")):
+        if isinstance(coding, dict):
+            for key in ("display", "code"):
+                value = coding.get(key)
+                if isinstance(value, str) and value.strip():
+                    return value.strip()
+    return ""
+
+
+def _status_code(codeable: Any) -> str | None:
+    if isinstance(codeable, dict):
+        for coding in _items(codeable.get("coding")):
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                return coding["code"]
+    return None
+
+
+def _reasons(
+    raw: dict[str, Any], terminology: Terminology
+) -> tuple[frozenset[Concept], tuple[CodeFact, ...]]:
+    concepts: set[Concept] = set()
+    facts: list[CodeFact] = []
+    for reason in _items(raw.get("reasonCode")):
+        found = terminology.concepts_for_codeable(reason)
+        if found:
+            concepts |= found
+            facts.extend(_facts_for(reason, terminology))
+    return frozenset(concepts), tuple(facts)
+
+
+class _MedicationResolver:
+    """Finds the Medication a MedicationRequest points at: contained, or elsewhere in the data."""
+
+    def __init__(self, resources: Iterable[dict[str, Any]]) -> None:
+        self._by_reference = {
+            f"Medication/{r['id']}": r
+            for r in resources
+            if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+        }
+
+    def medication_of(self, request: dict[str, Any]) -> tuple[Any, Any]:
+        """(code CodeableConcept, dose form CodeableConcept) of the requested medication."""
+        if isinstance(request.get("medicationCodeableConcept"), dict):
+            return request["medicationCodeableConcept"], None
+        reference = request.get("medicationReference")
+        if not isinstance(reference, dict):
+            return None, None
+        target = reference.get("reference")
+        medication = None
+        if isinstance(target, str):
+            if target.startswith("#"):
+                for contained in _items(request.get("contained")):
+                    if isinstance(contained, dict) and contained.get("id") == target[1:]:
+                        medication = contained
+            else:
+                medication = self._by_reference.get(target) or self._by_reference.get(
+                    "Medication/" + target.rsplit("/", 1)[-1]
+                )
+        if isinstance(medication, dict):
+            return medication.get("code"), medication.get("form")
+        display = reference.get("display")
+        return ({"text": display} if isinstance(display, str) else None), None
+
+
+def _medication_concepts(
+    request: dict[str, Any], resolver: _MedicationResolver, terminology: Terminology
+) -> tuple[Any, frozenset[Concept]]:
+    code, form = resolver.medication_of(request)
+    concepts = set(terminology.concepts_for_codeable(code))
+    concepts |= terminology.concepts_for_codeable(form)
+    for dosage in _items(request.get("dosageInstruction")):
+        if isinstance(dosage, dict):
+            concepts |= terminology.concepts_for_codeable(dosage.get("route"))
+    return code, frozenset(concepts)
+
+
+class RecordBuilder:
+    def __init__(self, terminology: Terminology) -> None:
+        self._terminology = terminology
+
+    def build(self, source: RecordInput) -> PatientRecord:
+        data = source.data
+        available = frozenset(category for category, value in data.items() if value is not None)
+        patient_ref = f"Patient/{source.patient_id}"
+        history_meds = list(data.get(DataCategory.MEDICATIONS) or ())
+        resolver = _MedicationResolver([*source.draft_orders, *history_meds])
+
+        drafts = self._draft_orders(source, resolver, patient_ref)
+        draft_refs = {order.reference for order in drafts if order.reference}
+        history = [
+            order
+            for order in self._history_orders(
+                [*history_meds, *(data.get(DataCategory.SERVICE_REQUESTS) or ())], resolver
+            )
+            if order.reference not in draft_refs
+        ]
+        return PatientRecord(
+            patient_id=source.patient_id,
+            hook=source.hook,
+            today=source.today,
+            encounter_id=source.encounter_id,
+            user_id=source.user_id,
+            birth_date=self._birth_date(data.get(DataCategory.PATIENT), source.patient_id),
+            conditions=tuple(self._conditions(data.get(DataCategory.CONDITIONS) or ())),
+            orders=(*drafts, *history),
+            procedures=tuple(self._procedures(data.get(DataCategory.PROCEDURES) or ())),
+            observations=tuple(self._observations(data.get(DataCategory.OBSERVATIONS) or ())),
+            available=available,
+        )
+
+    def _birth_date(
+        self, patients: Sequence[dict[str, Any]] | None, patient_id: str
+    ) -> date | None:
+        for raw in patients or ():
+            if raw.get("resourceType") != "Patient":
+                continue
+            if raw.get("id") not in (None, patient_id):
+                continue
+            model = validate_resource(raw)
+            if model is not None:
+                return to_date(model.birthDate)
+        return None
+
+    def _conditions(self, resources: Iterable[dict[str, Any]]) -> Iterable[ConditionEntry]:
+        terminology = self._terminology
+        for raw in resources:
+            if raw.get("resourceType") != "Condition":
+                continue
+            concepts = terminology.concepts_for_codeable(raw.get("code"))
+            if not concepts or validate_resource(raw) is None:
+                continue
+            onset = raw.get("onsetDateTime")
+            if onset is None and isinstance(raw.get("onsetPeriod"), dict):
+                onset = raw["onsetPeriod"].get("start")
+            yield ConditionEntry(
+                resource_id=raw.get("id"),
+                concepts=concepts,
+                codes=_facts_for(raw.get("code"), terminology),
+                label=_label(raw.get("code")),
+                clinical_status=_status_code(raw.get("clinicalStatus")),
+                verification_status=_status_code(raw.get("verificationStatus")),
+                onset=to_date(onset),
+                recorded=to_date(raw.get("recordedDate")),
+            )
+
+    def _order(
+        self,
+        raw: dict[str, Any],
+        resolver: _MedicationResolver,
+        *,
+        is_draft: bool,
+        is_selected: bool,
+    ) -> OrderEntry | None:
+        terminology = self._terminology
+        resource_type = raw["resourceType"]
+        if resource_type == "MedicationRequest":
+            code, concepts = _medication_concepts(raw, resolver, terminology)
+        else:
+            code = raw.get("code")
+            concepts = terminology.concepts_for_codeable(code)
+        reason_concepts, reason_codes = _reasons(raw, terminology)
+        return OrderEntry(
+            resource_type=resource_type,
+            resource_id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+            concepts=concepts,
+            codes=_facts_for(code, terminology),
+            label=_label(code) or resource_type,
+            status=raw.get("status") if isinstance(raw.get("status"), str) else None,
+            authored=to_date(raw.get("authoredOn")),
+            reason_concepts=reason_concepts,
+            reason_codes=reason_codes,
+            is_draft=is_draft,
+            is_selected=is_selected,
+        )
+
+    def _draft_orders(
+        self, source: RecordInput, resolver: _MedicationResolver, patient_ref: str
+    ) -> list[OrderEntry]:
+        drafts: list[OrderEntry] = []
+        for raw in source.draft_orders:
+            if raw.get("resourceType") not in {"MedicationRequest", "ServiceRequest"}:
+                continue
+            # Drafts are always validated: the rules act on them and suggestions point at them.
+            if validate_resource(raw, draft_patient_ref=patient_ref) is None:
+                continue
+            reference = f"{raw['resourceType']}/{raw.get('id')}"
+            selected = source.selections is None or reference in source.selections
+            order = self._order(raw, resolver, is_draft=True, is_selected=selected)
+            if order is not None:
+                drafts.append(order)
+        return drafts
+
+    def _history_orders(
+        self, resources: Iterable[dict[str, Any]], resolver: _MedicationResolver
+    ) -> Iterable[OrderEntry]:
+        for raw in resources:
+            if raw.get("resourceType") not in {"MedicationRequest", "ServiceRequest"}:
+                continue
+            if raw.get("status") in _IGNORED_ORDER_STATUSES:
+                continue
+            order = self._order(raw, resolver, is_draft=False, is_selected=False)
+            if order is None or not order.concepts:
+                continue
+            if validate_resource(raw) is None:
+                continue
+            yield order
+
+    def _procedures(self, resources: Iterable[dict[str, Any]]) -> Iterable[ProcedureEntry]:
+        terminology = self._terminology
+        for raw in resources:
+            if raw.get("resourceType") != "Procedure":
+                continue
+            if raw.get("status") in _IGNORED_PROCEDURE_STATUSES:
+                continue
+            concepts = terminology.concepts_for_codeable(raw.get("code"))
+            if not concepts or validate_resource(raw) is None:
+                continue
+            performed = raw.get("performedDateTime")
+            if performed is None and isinstance(raw.get("performedPeriod"), dict):
+                performed = raw["performedPeriod"].get("start")
+            yield ProcedureEntry(
+                concepts=concepts,
+                codes=_facts_for(raw.get("code"), terminology),
+                label=_label(raw.get("code")),
+                status=raw.get("status"),
+                performed=to_date(performed),
+            )
+
+    def _observations(self, resources: Iterable[dict[str, Any]]) -> Iterable[ObservationEntry]:
+        terminology = self._terminology
+        for raw in resources:
+            if raw.get("resourceType") != "Observation":
+                continue
+            if raw.get("status") in _IGNORED_OBSERVATION_STATUSES:
+                continue
+            concepts = terminology.concepts_for_codeable(raw.get("code"))
+            if not concepts or validate_resource(raw) is None:
+                continue
+            value, unit = _quantity(raw.get("valueQuantity"), concepts)
+            effective = raw.get("effectiveDateTime") or raw.get("effectiveInstant")
+            if effective is None and isinstance(raw.get("effectivePeriod"), dict):
+                effective = raw["effectivePeriod"].get("start")
+            yield ObservationEntry(
+                concepts=concepts,
+                codes=_facts_for(raw.get("code"), terminology),
+                value=value,
+                unit=unit,
+                effective=to_date(effective or raw.get("issued")),
+                status=raw.get("status"),
+            )
+
+
+def _quantity(quantity: Any, concepts: frozenset[Concept]) -> tuple[float | None, str | None]:
+    """A measured value in the service's scale: Celsius for temperature, kg for weight."""
+    if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), int | float):
+        return None, None
+    value = float(quantity["value"])
+    unit = str(quantity.get("code") or quantity.get("unit") or "").strip().lower()
+    if Concept.BODY_TEMPERATURE in concepts:
+        scale = _TEMPERATURE_UNITS.get(unit)
+        if scale == "F":
+            return (value - 32.0) * 5.0 / 9.0, "Cel"
+        if scale == "C":
+            return value, "Cel"
+        return None, None
+    if Concept.BODY_WEIGHT in concepts:
+        factor = _WEIGHT_FACTORS.get(unit)
+        return (value * factor, "kg") if factor is not None else (None, None)
+    return value, unit or None

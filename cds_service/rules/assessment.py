@@ -1,0 +1,469 @@
+"""Facts about the patient that several recommendations share: back pain, red flags,
+exclusions and NSAID contraindications. Pure functions over the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+
+from cds_service.record.model import ConditionEntry, DataCategory, OrderEntry, PatientRecord
+from cds_service.rules.findings import Contraindication, Fact, FactKind, RedFlag
+from cds_service.terminology.concepts import BACK_PAIN, Concept
+
+# Time windows and thresholds of the guideline logic (see README "Clinical logic").
+FEVER_WINDOW_DAYS = 7
+FEVER_THRESHOLD_CELSIUS = 38.0
+RECENT_TRAUMA_DAYS = 90
+RECENT_NEURO_OR_INFECTION_DAYS = 365
+NEW_PAIN_DAYS = 42  # onset under 6 weeks ago
+NEW_PAIN_MIN_AGE = 51  # "age over 50"
+STEROID_LONG_TERM_DAYS = 90
+STEROID_LOOKBACK_DAYS = 365
+WEIGHT_LOSS_FRACTION = 0.05
+WEIGHT_LOSS_MIN_SPAN_DAYS = 30
+WEIGHT_LOSS_LOOKBACK_DAYS = 365
+TOPICAL_NSAID_LOOKBACK_DAYS = 90
+PHYSICAL_THERAPY_LOOKBACK_DAYS = 90
+HOSPICE_LOOKBACK_DAYS = 365
+CHRONIC_PAIN_DAYS = 28  # 4 weeks: psychosocial assessment
+REFERRAL_PAIN_DAYS = 84  # 12 weeks: multidisciplinary referral
+ADULT_AGE = 18
+
+# Orders that make a draft "back-pain related" even without a back-pain reason code.
+BACK_PAIN_ORDER_CONCEPTS = frozenset(
+    {
+        Concept.OPIOID,
+        Concept.NSAID,
+        Concept.NSAID_TOPICAL,
+        Concept.ACETAMINOPHEN,
+        Concept.SSRI,
+        Concept.SNRI,
+        Concept.TCA,
+        Concept.GLUCOSAMINE_CHONDROITIN,
+        Concept.SPINE_IMAGING,
+        Concept.SPINAL_INJECTION,
+        Concept.PHYSICAL_THERAPY,
+        Concept.PAIN_MANAGEMENT_REFERRAL,
+    }
+)
+
+# The red-flag checks read these; without all of them "no red flags" cannot be claimed.
+RED_FLAG_DATA = (
+    DataCategory.PATIENT,
+    DataCategory.CONDITIONS,
+    DataCategory.MEDICATIONS,
+    DataCategory.OBSERVATIONS,
+    DataCategory.PROCEDURES,
+)
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _code_of(condition: ConditionEntry) -> str:
+    first = condition.first_code()
+    return str(first) if first else condition.label
+
+
+def _order_code(order: OrderEntry) -> str | None:
+    return str(order.codes[0]) if order.codes else None
+
+
+@dataclass(frozen=True)
+class RedFlagFinding:
+    flag: RedFlag
+    fact: Fact
+
+
+@dataclass(frozen=True)
+class ContraindicationFinding:
+    contraindication: Contraindication
+    fact: Fact
+
+
+class Assessment:
+    """Derived facts, each computed at most once per request."""
+
+    def __init__(self, record: PatientRecord) -> None:
+        self.record = record
+
+    # --- back pain -------------------------------------------------------------------------
+
+    @cached_property
+    def back_pain_conditions(self) -> tuple[ConditionEntry, ...]:
+        return tuple(c for c in self.record.conditions if c.is_active and c.concepts & BACK_PAIN)
+
+    @cached_property
+    def back_pain_orders(self) -> tuple[OrderEntry, ...]:
+        """Drafts whose reason is back pain."""
+        return tuple(o for o in self.record.drafts if o.reason_concepts & BACK_PAIN)
+
+    @property
+    def has_back_pain(self) -> bool:
+        return bool(self.back_pain_conditions or self.back_pain_orders)
+
+    @cached_property
+    def pain_onset(self) -> date | None:
+        starts = [c.start for c in self.back_pain_conditions if c.start]
+        return min(starts) if starts else None
+
+    @cached_property
+    def pain_duration_days(self) -> int | None:
+        return self.record.days_since(self.pain_onset)
+
+    @cached_property
+    def back_pain_facts(self) -> tuple[Fact, ...]:
+        facts = [
+            Fact.of(
+                FactKind.BACK_PAIN,
+                code=_code_of(c),
+                onset=_iso(c.start),
+                duration_days=str(self.record.days_since(c.start)) if c.start else None,
+            )
+            for c in self.back_pain_conditions
+        ]
+        if not facts:
+            facts = [
+                Fact.of(
+                    FactKind.BACK_PAIN_REASON,
+                    code=str(o.reason_codes[0]) if o.reason_codes else None,
+                    order=o.label,
+                )
+                for o in self.back_pain_orders
+            ]
+        return tuple(facts)
+
+    @property
+    def is_minor(self) -> bool:
+        age = self.record.age
+        return age is not None and age < ADULT_AGE
+
+    def is_back_pain_related(self, order: OrderEntry) -> bool:
+        return bool(order.reason_concepts & BACK_PAIN) or order.has_any(BACK_PAIN_ORDER_CONCEPTS)
+
+    @cached_property
+    def related_orders_under_review(self) -> tuple[OrderEntry, ...]:
+        return tuple(o for o in self.record.orders_under_review if self.is_back_pain_related(o))
+
+    @property
+    def invites_general_advice(self) -> bool:
+        """Patient-view, or a back-pain order under review: the moment for broader advice."""
+        return self.record.hook == "patient-view" or bool(self.related_orders_under_review)
+
+    # --- red flags ---------------------------------------------------------------------------
+
+    def _within(self, when: date | None, days: int) -> bool:
+        since = self.record.days_since(when)
+        return since is not None and since <= days
+
+    def _condition_flags(
+        self, flag: RedFlag, concept: Concept, window_days: int | None, active_only: bool
+    ) -> list[RedFlagFinding]:
+        found = []
+        for condition in self.record.conditions_with(concept):
+            if active_only and not condition.is_active:
+                continue
+            if window_days is not None and condition.start is not None:
+                if not self._within(condition.start, window_days):
+                    continue
+            elif window_days is not None and not condition.is_active:
+                continue  # undated and no longer active: too weak to call a recent red flag
+            found.append(
+                RedFlagFinding(
+                    flag,
+                    Fact.of(
+                        FactKind.RED_FLAG_CONDITION,
+                        flag=flag.value,
+                        code=_code_of(condition),
+                        date=_iso(condition.start),
+                    ),
+                )
+            )
+        return found[:1]
+
+    def _fever_observations(self) -> list[RedFlagFinding]:
+        febrile = [
+            o
+            for o in self.record.observations
+            if Concept.BODY_TEMPERATURE in o.concepts
+            and o.value is not None
+            and o.value >= FEVER_THRESHOLD_CELSIUS
+            and self._within(o.effective, FEVER_WINDOW_DAYS)
+        ]
+        if not febrile:
+            return []
+        hottest = max(febrile, key=lambda o: o.value or 0.0)
+        return [
+            RedFlagFinding(
+                RedFlag.FEVER,
+                Fact.of(
+                    FactKind.RED_FLAG_TEMPERATURE,
+                    flag=RedFlag.FEVER.value,
+                    value=f"{hottest.value:.1f}",
+                    date=_iso(hottest.effective),
+                ),
+            )
+        ]
+
+    def _transplant_procedures(self) -> list[RedFlagFinding]:
+        for procedure in self.record.procedures:
+            if Concept.TRANSPLANT_PROCEDURE in procedure.concepts:
+                code = str(procedure.codes[0]) if procedure.codes else procedure.label
+                return [
+                    RedFlagFinding(
+                        RedFlag.IMMUNOSUPPRESSION,
+                        Fact.of(
+                            FactKind.RED_FLAG_PROCEDURE,
+                            flag=RedFlag.IMMUNOSUPPRESSION.value,
+                            code=code,
+                            date=_iso(procedure.performed),
+                        ),
+                    )
+                ]
+        return []
+
+    def _long_term_steroids(self) -> list[RedFlagFinding]:
+        steroid_orders = [
+            o
+            for o in self.record.orders
+            if not o.is_draft
+            and o.has(Concept.SYSTEMIC_CORTICOSTEROID)
+            and o.authored is not None
+            and self._within(o.authored, STEROID_LOOKBACK_DAYS)
+        ]
+        if not steroid_orders:
+            return []
+        first = min(steroid_orders, key=lambda o: o.authored or date.max)
+        last = max(steroid_orders, key=lambda o: o.authored or date.min)
+        active_since_long = any(
+            o.is_active and (self.record.days_since(o.authored) or 0) >= STEROID_LONG_TERM_DAYS
+            for o in steroid_orders
+        )
+        span = (last.authored - first.authored).days if first.authored and last.authored else 0
+        if not (active_since_long or span >= STEROID_LONG_TERM_DAYS):
+            return []
+        return [
+            RedFlagFinding(
+                RedFlag.LONG_TERM_STEROIDS,
+                Fact.of(
+                    FactKind.RED_FLAG_MEDICATION,
+                    flag=RedFlag.LONG_TERM_STEROIDS.value,
+                    order=first.label,
+                    date=_iso(first.authored),
+                ),
+            )
+        ]
+
+    def _weight_loss_measured(self) -> list[RedFlagFinding]:
+        weights = sorted(
+            (o for o in self.record.observations if Concept.BODY_WEIGHT in o.concepts),
+            key=lambda o: o.effective or date.min,
+        )
+        weights = [w for w in weights if w.value and w.effective]
+        if len(weights) < 2:
+            return []
+        latest = weights[-1]
+        assert latest.effective is not None and latest.value is not None
+        window_start = latest.effective - timedelta(days=WEIGHT_LOSS_LOOKBACK_DAYS)
+        window_end = latest.effective - timedelta(days=WEIGHT_LOSS_MIN_SPAN_DAYS)
+        earlier = [
+            w
+            for w in weights[:-1]
+            if w.effective and window_start <= w.effective <= window_end and w.value
+        ]
+        if not earlier:
+            return []
+        heaviest = max(earlier, key=lambda w: w.value or 0.0)
+        assert heaviest.value is not None
+        loss = (heaviest.value - latest.value) / heaviest.value
+        if loss <= WEIGHT_LOSS_FRACTION:
+            return []
+        return [
+            RedFlagFinding(
+                RedFlag.WEIGHT_LOSS,
+                Fact.of(
+                    FactKind.RED_FLAG_WEIGHT_LOSS,
+                    flag=RedFlag.WEIGHT_LOSS.value,
+                    percent=f"{loss * 100:.0f}",
+                    from_value=f"{heaviest.value:.1f}",
+                    from_date=_iso(heaviest.effective),
+                    to_value=f"{latest.value:.1f}",
+                    to_date=_iso(latest.effective),
+                ),
+            )
+        ]
+
+    def _older_with_new_pain(self) -> list[RedFlagFinding]:
+        age = self.record.age
+        duration = self.pain_duration_days
+        if age is None or age < NEW_PAIN_MIN_AGE or duration is None or duration >= NEW_PAIN_DAYS:
+            return []
+        return [
+            RedFlagFinding(
+                RedFlag.AGE_OVER_50_NEW_PAIN,
+                Fact.of(
+                    FactKind.RED_FLAG_AGE,
+                    flag=RedFlag.AGE_OVER_50_NEW_PAIN.value,
+                    age=str(age),
+                    duration_days=str(duration),
+                ),
+            )
+        ]
+
+    @cached_property
+    def red_flags(self) -> tuple[RedFlagFinding, ...]:
+        recent = RECENT_NEURO_OR_INFECTION_DAYS
+        found: list[RedFlagFinding] = [
+            *self._condition_flags(
+                RedFlag.NEUROLOGIC_DEFICIT, Concept.RED_FLAG_NEUROLOGIC_DEFICIT, recent, True
+            ),
+            *self._condition_flags(
+                RedFlag.SPINAL_INFECTION, Concept.RED_FLAG_SPINAL_INFECTION, recent, True
+            ),
+            *(
+                self._fever_observations()
+                or self._condition_flags(RedFlag.FEVER, Concept.RED_FLAG_FEVER, None, True)
+            ),
+            *self._condition_flags(
+                RedFlag.IV_DRUG_USE, Concept.RED_FLAG_IV_DRUG_USE, recent, False
+            ),
+            *(
+                self._condition_flags(
+                    RedFlag.IMMUNOSUPPRESSION, Concept.RED_FLAG_IMMUNOSUPPRESSION, None, True
+                )
+                or self._transplant_procedures()
+            ),
+            *self._long_term_steroids(),
+            *self._condition_flags(
+                RedFlag.CANCER_HISTORY, Concept.RED_FLAG_CANCER_HISTORY, None, False
+            ),
+            *(
+                self._condition_flags(
+                    RedFlag.WEIGHT_LOSS,
+                    Concept.RED_FLAG_WEIGHT_LOSS,
+                    WEIGHT_LOSS_LOOKBACK_DAYS,
+                    False,
+                )
+                or self._weight_loss_measured()
+            ),
+            *self._older_with_new_pain(),
+            *self._condition_flags(
+                RedFlag.SPINAL_TRAUMA, Concept.RED_FLAG_SPINAL_TRAUMA, RECENT_TRAUMA_DAYS, False
+            ),
+            *self._condition_flags(RedFlag.OSTEOPOROSIS, Concept.RED_FLAG_OSTEOPOROSIS, None, True),
+        ]
+        return tuple(found)
+
+    @property
+    def red_flags_fully_checked(self) -> bool:
+        return self.record.has_data(*RED_FLAG_DATA)
+
+    # --- exclusions from opioid advice -------------------------------------------------------
+
+    @cached_property
+    def opioid_advice_excluded(self) -> bool:
+        """Active cancer, end-of-life or hospice care, or sickle cell disease."""
+        record = self.record
+        if record.active_conditions_with(Concept.ACTIVE_CANCER):
+            return True
+        if record.active_conditions_with(Concept.END_OF_LIFE):
+            return True
+        if record.conditions_with(Concept.SICKLE_CELL_DISEASE):
+            return True
+        if any(
+            o.has(Concept.HOSPICE_CARE) and o.is_active and not o.is_draft for o in record.orders
+        ):
+            return True
+        return any(
+            Concept.HOSPICE_CARE in p.concepts
+            and (p.performed is None or self._within(p.performed, HOSPICE_LOOKBACK_DAYS))
+            for p in record.procedures
+        )
+
+    # --- NSAID contraindications -------------------------------------------------------------
+
+    @cached_property
+    def nsaid_contraindications(self) -> tuple[ContraindicationFinding, ...]:
+        found: list[ContraindicationFinding] = []
+        for contraindication, concept in (
+            (Contraindication.CKD_SEVERE, Concept.CKD_SEVERE),
+            (Contraindication.GI_BLEED_OR_ULCER, Concept.GI_BLEED_OR_ULCER),
+            (Contraindication.HEART_FAILURE, Concept.HEART_FAILURE),
+        ):
+            conditions = self.record.active_conditions_with(concept)
+            if conditions:
+                found.append(
+                    ContraindicationFinding(
+                        contraindication,
+                        Fact.of(
+                            FactKind.CONTRAINDICATION_CONDITION,
+                            contraindication=contraindication.value,
+                            code=_code_of(conditions[0]),
+                            date=_iso(conditions[0].start),
+                        ),
+                    )
+                )
+        anticoagulants = [
+            o for o in self.record.orders if o.has(Concept.ANTICOAGULANT) and o.is_active
+        ]
+        if anticoagulants:
+            found.append(
+                ContraindicationFinding(
+                    Contraindication.ANTICOAGULANT,
+                    Fact.of(
+                        FactKind.CONTRAINDICATION_MEDICATION,
+                        contraindication=Contraindication.ANTICOAGULANT.value,
+                        order=anticoagulants[0].label,
+                    ),
+                )
+            )
+        return tuple(found)
+
+    # --- treatments already in place --------------------------------------------------------
+
+    def _is_topical_nsaid(self, order: OrderEntry) -> bool:
+        return order.has(Concept.NSAID_TOPICAL) or (
+            order.has(Concept.NSAID) and order.has(Concept.TOPICAL_FORM)
+        )
+
+    def is_oral_nsaid(self, order: OrderEntry) -> bool:
+        return (
+            order.has(Concept.NSAID)
+            and not self._is_topical_nsaid(order)
+            and not order.has(Concept.OPIOID)
+        )
+
+    def is_nsaid(self, order: OrderEntry) -> bool:
+        return (order.has(Concept.NSAID) or order.has(Concept.NSAID_TOPICAL)) and not order.has(
+            Concept.OPIOID
+        )
+
+    @cached_property
+    def topical_nsaid_tried(self) -> bool:
+        return any(
+            self._is_topical_nsaid(o)
+            and (o.is_active or self._within(o.authored, TOPICAL_NSAID_LOOKBACK_DAYS))
+            for o in self.record.orders
+        )
+
+    @cached_property
+    def physical_therapy_in_place(self) -> bool:
+        if any(o.has(Concept.PHYSICAL_THERAPY) and o.is_active for o in self.record.orders):
+            return True
+        return any(
+            Concept.PHYSICAL_THERAPY in p.concepts
+            and self._within(p.performed, PHYSICAL_THERAPY_LOOKBACK_DAYS)
+            for p in self.record.procedures
+        )
+
+    @cached_property
+    def pain_referral_in_place(self) -> bool:
+        return any(
+            o.has(Concept.PAIN_MANAGEMENT_REFERRAL) and o.is_active for o in self.record.orders
+        )
+
+    def has_active(self, *concepts: Concept) -> bool:
+        return any(self.record.active_conditions_with(concept) for concept in concepts)

@@ -1,0 +1,81 @@
+"""Everything a worker loads once at start: terminology, card content, services, handler."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from cds_service.card_builder.builder import CardBuilder
+from cds_service.card_builder.content import CardContent, load_card_content
+from cds_service.config import Settings
+from cds_service.fhir.access import FhirFetcher, PatientDataGatherer
+from cds_service.fhir.parsing import KNOWN_TYPES
+from cds_service.protocol.catalog import ServiceDefinition, build_catalog
+from cds_service.protocol.handler import HookHandler
+from cds_service.protocol.request import schema_validator
+from cds_service.record.builder import RecordBuilder
+from cds_service.terminology.index import Terminology, load_terminology
+
+log = logging.getLogger(__name__)
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    terminology: Terminology
+    content: CardContent
+    services: tuple[ServiceDefinition, ...]
+    handler: HookHandler
+    load_seconds: float
+
+    @classmethod
+    def load(
+        cls,
+        settings: Settings,
+        *,
+        fetcher: FhirFetcher | None = None,
+        today: Callable[[], date] | None = None,
+    ) -> Runtime:
+        started = time.perf_counter()
+        terminology = load_terminology()
+        content = load_card_content(settings.cards_dir)
+        services = build_catalog(terminology)
+        pinned = settings.evaluation_date
+        clock = today or ((lambda: pinned) if pinned else utc_today)
+        handler = HookHandler(
+            services=services,
+            record_builder=RecordBuilder(terminology),
+            card_builder=CardBuilder(content, terminology),
+            gatherer=PatientDataGatherer(fetcher),
+            today=clock,
+        )
+        _warm_up()
+        elapsed = time.perf_counter() - started
+        log.info(
+            "runtime loaded",
+            extra={
+                "event": "runtime_loaded",
+                "value_sets": len(terminology.value_set_ids),
+                "codes": terminology.code_count,
+                "card_topics": len(content.topics),
+                "seconds": round(elapsed, 3),
+            },
+        )
+        return cls(settings, terminology, content, services, handler, elapsed)
+
+
+def _warm_up() -> None:
+    """Import the FHIR models and compile the schemas now, not on the first clinical request."""
+    for resource_type in sorted(KNOWN_TYPES):
+        get_fhir_model_class(resource_type)
+    for name in ("request", "response", "discovery", "feedback"):
+        schema_validator(name)
