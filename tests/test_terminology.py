@@ -1,0 +1,346 @@
+"""Tests of the packaged terminology data (value sets, concepts, orderables) and its index."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from cds_service.terminology.concepts import Concept
+from cds_service.terminology.index import (
+    CPT,
+    HCPCS,
+    ICD10CM,
+    ICD10PCS,
+    LOINC,
+    RXNORM,
+    SNOMED,
+    Terminology,
+    canonical_system,
+    load_terminology,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "cds_service" / "terminology" / "data"
+VALUESETS = DATA / "valuesets"
+SHARED = REPO.parent / "shared" / "terminology"
+CANONICAL_SYSTEMS = {ICD10CM, SNOMED, RXNORM, LOINC, CPT, HCPCS, ICD10PCS}
+
+
+@cache
+def terminology() -> Terminology:
+    return load_terminology()
+
+
+def concepts_doc() -> dict:
+    return json.loads((DATA / "concepts.json").read_text(encoding="utf-8"))
+
+
+def value_set_docs() -> dict[str, dict]:
+    docs = {}
+    for path in sorted(VALUESETS.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        docs[doc["id"]] = doc
+    return docs
+
+
+def codeable(system: str, code: str, text: str | None = None) -> dict:
+    out: dict = {"coding": [{"system": system, "code": code}]}
+    if text:
+        out["text"] = text
+    return out
+
+
+# --- structure of the data -------------------------------------------------------------------
+
+
+def test_every_concept_is_defined_and_nothing_else() -> None:
+    defined = set(concepts_doc()["concepts"])
+    assert defined == {c.value for c in Concept}
+
+
+def test_index_loads_and_covers_every_concept() -> None:
+    t = terminology()
+    assert t.code_count > 5000
+    assert set(t.concept_value_sets) == set(Concept)
+    for concept in Concept:
+        assert t.concept_value_sets[concept] or concept in t.text_patterns, concept
+
+
+def test_value_set_files_are_named_by_id_and_all_used() -> None:
+    docs = value_set_docs()
+    for path in VALUESETS.glob("*.json"):
+        assert json.loads(path.read_text(encoding="utf-8"))["id"] == path.stem
+    used = {s for d in concepts_doc()["concepts"].values() for s in d["valueSets"]}
+    assert used == set(docs)
+
+
+@pytest.mark.parametrize("vs_id", sorted(value_set_docs()))
+def test_value_set_format(vs_id: str) -> None:
+    doc = value_set_docs()[vs_id]
+    assert doc["title"] and doc["description"]
+    provenance = doc["provenance"]
+    for key in ("source", "license", "method"):
+        assert provenance.get(key), f"{vs_id}: provenance.{key} missing"
+    assert doc["codes"], f"{vs_id} is empty"
+    seen = set()
+    for coded in doc["codes"]:
+        assert set(coded) <= {"system", "code", "display"}
+        assert coded["system"] in CANONICAL_SYSTEMS, coded
+        assert canonical_system(coded["system"]) == coded["system"]
+        assert coded["code"] == coded["code"].strip() and coded["code"]
+        if "display" in coded:
+            assert isinstance(coded["display"], str) and coded["display"]
+        if coded["system"] == ICD10CM and len(coded["code"]) > 3:
+            assert "." in coded["code"], f"{vs_id}: undotted ICD-10-CM {coded['code']}"
+        key = (coded["system"], coded["code"])
+        assert key not in seen, f"{vs_id}: duplicate {key}"
+        seen.add(key)
+
+
+def test_trauma_list_is_not_shipped() -> None:
+    assert not (VALUESETS / "cms166-trauma.json").exists()
+
+
+def test_text_patterns_compile() -> None:
+    for name, definition in concepts_doc()["concepts"].items():
+        for pattern in definition["textPatterns"]:
+            re.compile(pattern, re.IGNORECASE), name
+
+
+def test_data_size_is_reasonable() -> None:
+    size = sum(p.stat().st_size for p in DATA.rglob("*.json"))
+    assert size < 3_000_000
+
+
+# --- codes map to the right concepts -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "concept"),
+    [
+        (ICD10CM, "M54.50", Concept.BACK_PAIN_LOW),
+        (ICD10CM, "M5450", Concept.BACK_PAIN_LOW),
+        (ICD10CM, "m54.50", Concept.BACK_PAIN_LOW),
+        (ICD10CM, "M54.6", Concept.BACK_PAIN_THORACIC),
+        (ICD10CM, "M54.16", Concept.RADICULAR_PAIN),
+        (ICD10CM, "E11.42", Concept.NEUROPATHIC_PAIN),
+        (ICD10CM, "B02.23", Concept.NEUROPATHIC_PAIN),
+        (ICD10CM, "F33.1", Concept.DEPRESSION),
+        (SNOMED, "35489007", Concept.DEPRESSION),
+        (ICD10CM, "F41.1", Concept.ANXIETY),
+        (ICD10CM, "G83.4", Concept.RED_FLAG_NEUROLOGIC_DEFICIT),
+        (ICD10CM, "R50.9", Concept.RED_FLAG_FEVER),
+        (ICD10CM, "Z94.0", Concept.RED_FLAG_IMMUNOSUPPRESSION),
+        (ICD10CM, "R63.4", Concept.RED_FLAG_WEIGHT_LOSS),
+        (ICD10CM, "M81.0", Concept.RED_FLAG_OSTEOPOROSIS),
+        (CPT, "47135", Concept.TRANSPLANT_PROCEDURE),
+        (ICD10PCS, "0TY00Z0", Concept.TRANSPLANT_PROCEDURE),
+        (ICD10CM, "N18.5", Concept.CKD_SEVERE),
+        (SNOMED, "46177005", Concept.CKD_SEVERE),
+        (ICD10CM, "K25.4", Concept.GI_BLEED_OR_ULCER),
+        (ICD10CM, "Z87.11", Concept.GI_BLEED_OR_ULCER),
+        (ICD10CM, "I50.22", Concept.HEART_FAILURE),
+        (SNOMED, "84114007", Concept.HEART_FAILURE),
+        (RXNORM, "11289", Concept.ANTICOAGULANT),
+        (RXNORM, "1364430", Concept.ANTICOAGULANT),
+        (RXNORM, "835603", Concept.OPIOID),  # tramadol 50 MG Oral Tablet (CDC set)
+        (RXNORM, "10689", Concept.OPIOID),  # tramadol ingredient
+        (RXNORM, "5640", Concept.NSAID),  # ibuprofen ingredient
+        (RXNORM, "3355", Concept.NSAID),  # diclofenac ingredient
+        (RXNORM, "161", Concept.ACETAMINOPHEN),
+        (RXNORM, "198440", Concept.ACETAMINOPHEN),
+        (RXNORM, "36437", Concept.SSRI),
+        (RXNORM, "72625", Concept.SNRI),
+        (RXNORM, "704", Concept.TCA),
+        (RXNORM, "312615", Concept.SYSTEMIC_CORTICOSTEROID),  # prednisone 20 MG Oral Tablet
+        (SNOMED, "6064005", Concept.TOPICAL_FORM),
+        (CPT, "72148", Concept.SPINE_IMAGING),
+        (LOINC, "24967-2", Concept.SPINE_IMAGING),
+        (SNOMED, "394451000119106", Concept.SPINE_IMAGING),
+        (CPT, "64483", Concept.SPINAL_INJECTION),
+        (SNOMED, "308447003", Concept.PHYSICAL_THERAPY),
+        (CPT, "97161", Concept.PHYSICAL_THERAPY),
+        (SNOMED, "306265007", Concept.PAIN_MANAGEMENT_REFERRAL),
+        (LOINC, "8310-5", Concept.BODY_TEMPERATURE),
+        (LOINC, "29463-7", Concept.BODY_WEIGHT),
+        (ICD10CM, "D57.1", Concept.SICKLE_CELL_DISEASE),
+        (SNOMED, "385763009", Concept.HOSPICE_CARE),
+    ],
+)
+def test_code_maps_to_concept(system: str, code: str, concept: Concept) -> None:
+    assert concept in terminology().concepts_for_code(system, code)
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "concept"),
+    [
+        (RXNORM, "1819", Concept.OPIOID),  # buprenorphine ingredient: OUD treatment, not counted
+        (RXNORM, "1191", Concept.NSAID),  # aspirin is not an NSAID for this service
+        (ICD10CM, "M48.062", Concept.RED_FLAG_NEUROLOGIC_DEFICIT),
+        (CPT, "47133", Concept.TRANSPLANT_PROCEDURE),  # donor hepatectomy
+        (ICD10CM, "E43", Concept.RED_FLAG_WEIGHT_LOSS),  # malnutrition is not weight loss
+        (ICD10CM, "M54.6", Concept.BACK_PAIN_LOW),
+        (LOINC, "8310-5", Concept.BODY_WEIGHT),
+        (ICD10CM, "D57.3", Concept.SICKLE_CELL_DISEASE),  # trait is not disease
+        (ICD10CM, "C7A-C7A", Concept.END_OF_LIFE),  # block heading, not a code
+    ],
+)
+def test_code_does_not_map_to_concept(system: str, code: str, concept: Concept) -> None:
+    assert concept not in terminology().concepts_for_code(system, code)
+
+
+def test_system_aliases_resolve() -> None:
+    t = terminology()
+    assert Concept.BACK_PAIN_LOW in t.concepts_for_code("urn:oid:2.16.840.1.113883.6.90", "M54.50")
+    assert Concept.BACK_PAIN_LOW in t.concepts_for_code("urn:oid:2.16.840.1.113883.6.90", "M5450")
+    assert Concept.OPIOID in t.concepts_for_code("urn:oid:2.16.840.1.113883.6.88", "10689")
+    assert Concept.BODY_TEMPERATURE in t.concepts_for_code(
+        "urn:oid:2.16.840.1.113883.6.1", "8310-5"
+    )
+    assert Concept.BACK_PAIN_LOW in t.concepts_for_code(
+        "urn:oid:2.16.840.1.113883.6.96", "279039007"
+    )
+    assert Concept.SPINE_IMAGING in t.concepts_for_code("urn:oid:2.16.840.1.113883.6.12", "72148")
+    assert Concept.OPIOID in t.concepts_for_code(
+        "https://www.nlm.nih.gov/research/umls/rxnorm/", "10689"
+    )
+    hcpcs = "http://www.nlm.nih.gov/research/umls/hcpcs"
+    assert Concept.TRANSPLANT_PROCEDURE in t.concepts_for_code(hcpcs, "S2065")
+
+
+def test_unknown_or_empty_codes_map_to_nothing() -> None:
+    t = terminology()
+    assert t.concepts_for_code(ICD10CM, "Z00.00") == frozenset()
+    assert t.concepts_for_code(None, "M54.50") == frozenset()
+    assert t.concepts_for_code(ICD10CM, "") == frozenset()
+
+
+# --- text fallback ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("tramadol 50 MG Oral Tablet", Concept.OPIOID),
+        ("Percocet 5-325 tablet", Concept.OPIOID),
+        ("hydrocodone bitartrate 5 MG / acetaminophen 325 MG Oral Tablet", Concept.OPIOID),
+        ("Butrans 10 mcg/hr transdermal system", Concept.OPIOID),
+        ("MRI lumbar spine without contrast", Concept.SPINE_IMAGING),
+        ("XR L-spine 2 views", Concept.SPINE_IMAGING),
+        ("CT thoracic spine w/o contrast", Concept.SPINE_IMAGING),
+        ("Lumbar epidural steroid injection", Concept.SPINAL_INJECTION),
+        ("Medial branch block L4-L5", Concept.SPINAL_INJECTION),
+        ("Trigger point injection", Concept.SPINAL_INJECTION),
+        ("Referral to physical therapy", Concept.PHYSICAL_THERAPY),
+        ("PT evaluation and treatment", Concept.PHYSICAL_THERAPY),
+        ("Ambulatory referral to Pain Medicine", Concept.PAIN_MANAGEMENT_REFERRAL),
+        ("ibuprofen 600 mg tablet", Concept.NSAID),
+        ("diclofenac sodium 1% topical gel", Concept.NSAID_TOPICAL),
+        ("Tylenol 500 mg", Concept.ACETAMINOPHEN),
+        ("sertraline 50 mg", Concept.SSRI),
+        ("Cymbalta 30 mg capsule", Concept.SNRI),
+        ("amitriptyline 10 mg", Concept.TCA),
+        ("glucosamine sulfate 1500 mg", Concept.GLUCOSAMINE_CHONDROITIN),
+        ("prednisone 20 mg tablet", Concept.SYSTEMIC_CORTICOSTEROID),
+        ("Eliquis 5 mg tablet", Concept.ANTICOAGULANT),
+        ("enoxaparin 40 mg/0.4 mL syringe", Concept.ANTICOAGULANT),
+    ],
+)
+def test_text_maps_to_concept(text: str, concept: Concept) -> None:
+    assert concept in terminology().concepts_for_text(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("CT chest", Concept.SPINE_IMAGING),
+        ("CT thoracic aorta with contrast", Concept.SPINE_IMAGING),
+        ("MRI cervical spine", Concept.SPINE_IMAGING),
+        ("DEXA lumbar spine", Concept.SPINE_IMAGING),
+        ("Fluoroscopic guided lumbar epidural injection", Concept.SPINE_IMAGING),
+        ("PT/INR", Concept.PHYSICAL_THERAPY),
+        ("PT (prothrombin time)", Concept.PHYSICAL_THERAPY),
+        ("buprenorphine 8 MG / naloxone 2 MG Sublingual Film", Concept.OPIOID),
+        ("aspirin 81 mg chewable tablet", Concept.NSAID),
+        ("ketorolac 0.5% ophthalmic solution", Concept.NSAID),
+        ("ibuprofen 200 mg liquid gel capsule", Concept.NSAID_TOPICAL),
+        ("ibuprofen 200 mg liquid gel capsule", Concept.TOPICAL_FORM),
+        ("hydrocortisone 1% cream", Concept.SYSTEMIC_CORTICOSTEROID),
+        ("fluticasone 50 mcg nasal spray", Concept.SYSTEMIC_CORTICOSTEROID),
+        ("prednisolone acetate 1% ophthalmic suspension", Concept.SYSTEMIC_CORTICOSTEROID),
+        ("heparin lock flush 100 units/mL", Concept.ANTICOAGULANT),
+        ("doxepin 5% cream", Concept.TCA),
+        ("pain management agreement", Concept.PAIN_MANAGEMENT_REFERRAL),
+    ],
+)
+def test_text_does_not_map_to_concept(text: str, concept: Concept) -> None:
+    assert concept not in terminology().concepts_for_text(text)
+
+
+def test_codeable_concept_uses_every_coding_and_text() -> None:
+    t = terminology()
+    found = t.concepts_for_codeable(
+        {
+            "coding": [
+                {"system": "urn:local", "code": "123"},
+                {"system": ICD10CM, "code": "M54.50"},
+                {"system": SNOMED, "code": "35489007", "display": "Depressive disorder"},
+            ],
+            "text": "low back pain",
+        }
+    )
+    assert {Concept.BACK_PAIN_LOW, Concept.DEPRESSION} <= found
+    local_only = t.concepts_for_codeable(codeable("urn:local", "999", "oxycodone 5 mg tablet"))
+    assert Concept.OPIOID in local_only
+
+
+# --- orderables --------------------------------------------------------------------------------
+
+
+def test_orderables_are_recognised_as_their_concepts() -> None:
+    t = terminology()
+    topical = t.concepts_for_codeable(t.orderable("topical-nsaid").code)
+    assert Concept.NSAID in topical
+    assert {Concept.NSAID_TOPICAL, Concept.TOPICAL_FORM} & topical
+    assert Concept.ACETAMINOPHEN in t.concepts_for_codeable(t.orderable("acetaminophen").code)
+    pt = t.orderable("physical-therapy-referral")
+    assert pt.resource_type == "ServiceRequest"
+    assert Concept.PHYSICAL_THERAPY in t.concepts_for_codeable(pt.code)
+    pain = t.orderable("pain-management-referral")
+    assert Concept.PAIN_MANAGEMENT_REFERRAL in t.concepts_for_codeable(pain.code)
+    for name in ("topical-nsaid", "acetaminophen"):
+        assert t.orderable(name).resource_type == "MedicationRequest"
+
+
+def test_orderable_codings_are_value_set_members() -> None:
+    t = terminology()
+    for name in ("acetaminophen", "physical-therapy-referral", "pain-management-referral"):
+        coding = t.orderable(name).code["coding"][0]
+        assert t.concepts_for_code(coding["system"], coding["code"]), name
+        assert coding["display"]
+
+
+# --- the build is reproducible -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared/terminology not available")
+def test_build_script_output_is_current() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "build_terminology.py"),
+            "--shared",
+            str(SHARED),
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
