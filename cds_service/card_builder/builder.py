@@ -41,6 +41,7 @@ class CardContext:
     encounter_id: str | None = None
     user_id: str | None = None
     condition_refs: tuple[str, ...] = ()
+    pain_duration_days: int | None = None
 
 
 class _Blank(dict[str, str]):
@@ -65,6 +66,8 @@ class CardBuilder:
         words = self._content.words
         if days is None:
             return words["unknown_duration"]
+        if days == 1:
+            return words["duration_one_day"]
         if days < 14:
             return words["duration_days"].format(days=days)
         if days < 91:
@@ -109,7 +112,9 @@ class CardBuilder:
             lines.append(f"{number}. {citation} {evidence.finding}")
         return f"**{self._content.evidence_heading}**\n\n" + "\n".join(lines)
 
-    def _values(self, finding: Finding, topic: TopicContent) -> dict[str, str]:
+    def _values(
+        self, finding: Finding, topic: TopicContent, context: CardContext
+    ) -> dict[str, str]:
         content = self._content
         values = {
             "order": finding.order.label if finding.order else "",
@@ -120,7 +125,7 @@ class CardBuilder:
             "contraindications": ", ".join(
                 content.contraindication_names[c] for c in finding.contraindications
             ),
-            "duration": self.duration_words(finding.pain_duration_days),
+            "duration": self.duration_words(context.pain_duration_days),
         }
         values["facts"] = self._facts_block(finding)
         values["evidence"] = self._evidence_block(topic)
@@ -200,7 +205,7 @@ class CardBuilder:
     def card(self, finding: Finding, context: CardContext) -> dict[str, Any]:
         content = self._content
         topic = content.topics[finding.topic]
-        values = self._values(finding, topic)
+        values = self._values(finding, topic, context)
         summary = topic.summary.format_map(values)
         if len(summary) > SUMMARY_LIMIT:
             summary = topic.summary_fallback

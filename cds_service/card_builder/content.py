@@ -74,7 +74,14 @@ FACT_FIELDS: dict[FactKind, frozenset[str]] = {
     FactKind.NO_PHYSICAL_THERAPY: frozenset(),
     FactKind.PAIN_DURATION: frozenset({"onset", "duration"}),
 }
-WORDS = ("not_recorded", "unknown_duration", "duration_days", "duration_weeks", "duration_months")
+WORDS = (
+    "not_recorded",
+    "unknown_duration",
+    "duration_one_day",
+    "duration_days",
+    "duration_weeks",
+    "duration_months",
+)
 
 
 class ContentError(ValueError):
@@ -200,6 +207,7 @@ def _common(doc: Mapping[str, Any]) -> dict[str, Any]:
     _check_placeholders(word_values["duration_days"], frozenset({"days"}), f"{where} [words]")
     _check_placeholders(word_values["duration_weeks"], frozenset({"weeks"}), f"{where} [words]")
     _check_placeholders(word_values["duration_months"], frozenset({"months"}), f"{where} [words]")
+    _check_placeholders(word_values["duration_one_day"], frozenset(), f"{where} [words]")
     orderables_doc = _table(doc, "orderables", where)
     orderables: dict[Orderable, OrderableContent] = {}
     for orderable in Orderable:

@@ -104,6 +104,7 @@ class HookHandler:
             encounter_id=request.encounter_id,
             user_id=request.user_id,
             condition_refs=evaluation.condition_refs,
+            pain_duration_days=evaluation.pain_duration_days,
         )
         cards = self._card_builder.cards(evaluation.findings, context)
         if not evaluation.back_pain:

@@ -8,8 +8,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 
-from cds_service.record.model import ConditionEntry, DataCategory, OrderEntry, PatientRecord
-from cds_service.rules.findings import Contraindication, Fact, FactKind, RedFlag
+from cds_service.record.model import ConditionEntry, OrderEntry, PatientRecord
+from cds_service.rules.findings import (
+    CRITICAL_RED_FLAGS,
+    Contraindication,
+    Fact,
+    FactKind,
+    RedFlag,
+)
 from cds_service.terminology.concepts import BACK_PAIN, Concept
 
 # Time windows and thresholds of the guideline logic (see README "Clinical logic").
@@ -47,15 +53,6 @@ BACK_PAIN_ORDER_CONCEPTS = frozenset(
         Concept.PHYSICAL_THERAPY,
         Concept.PAIN_MANAGEMENT_REFERRAL,
     }
-)
-
-# The red-flag checks read these; without all of them "no red flags" cannot be claimed.
-RED_FLAG_DATA = (
-    DataCategory.PATIENT,
-    DataCategory.CONDITIONS,
-    DataCategory.MEDICATIONS,
-    DataCategory.OBSERVATIONS,
-    DataCategory.PROCEDURES,
 )
 
 
@@ -358,8 +355,8 @@ class Assessment:
         return tuple(found)
 
     @property
-    def red_flags_fully_checked(self) -> bool:
-        return self.record.has_data(*RED_FLAG_DATA)
+    def has_critical_red_flag(self) -> bool:
+        return any(f.flag in CRITICAL_RED_FLAGS for f in self.red_flags)
 
     # --- exclusions from opioid advice -------------------------------------------------------
 

@@ -19,6 +19,7 @@ class Evaluation:
     skipped: tuple[Topic, ...]  # rules left silent because the data they need was missing
     back_pain: bool
     condition_refs: tuple[str, ...] = ()  # the back-pain Conditions, as reasons for new orders
+    pain_duration_days: int | None = None
 
 
 def evaluate(
@@ -39,5 +40,9 @@ def evaluate(
         f"Condition/{c.resource_id}" for c in assessment.back_pain_conditions if c.resource_id
     )
     return Evaluation(
-        findings=tuple(findings), skipped=tuple(skipped), back_pain=True, condition_refs=refs
+        findings=tuple(findings),
+        skipped=tuple(skipped),
+        back_pain=True,
+        condition_refs=refs,
+        pain_duration_days=assessment.pain_duration_days,
     )

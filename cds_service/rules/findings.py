@@ -36,7 +36,8 @@ class FactKind(StrEnum):
     """Kinds of patient facts a card names; each has a sentence template in cards/_common.toml.
 
     Fact values are plain strings (codes, ISO dates, numbers); `None` means "not recorded".
-    A value named `flag` or `contraindication` is a key whose display name is card content.
+    A value named `flag` or `contraindication` is a key whose display name is card content;
+    `duration_days` reaches the sentence template as `{duration}`, in words.
     """
 
     BACK_PAIN = "back_pain"  # code, onset, duration_days
@@ -132,4 +133,3 @@ class Finding:
     red_flags: tuple[RedFlag, ...] = ()
     contraindications: tuple[Contraindication, ...] = ()
     alternative: Orderable | None = None
-    pain_duration_days: int | None = None

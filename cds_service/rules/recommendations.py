@@ -95,7 +95,6 @@ def imaging_without_red_flags(a: Assessment) -> list[Finding]:
             facts=(*a.back_pain_facts, _order_fact(order), Fact.of(FactKind.NO_RED_FLAGS)),
             order=_ref(order),
             suggestions=_present(_removal(order, "cancel")),
-            pain_duration_days=a.pain_duration_days,
         )
         for order in _drafts(a, lambda o: o.has(Concept.SPINE_IMAGING))
     ]
@@ -118,7 +117,6 @@ def red_flags_present(a: Assessment) -> list[Finding]:
             order=_ref(imaging) if imaging else None,
             indicator=Indicator.CRITICAL if critical else Indicator.WARNING,
             red_flags=tuple(f.flag for f in flags),
-            pain_duration_days=a.pain_duration_days,
         )
     ]
 
@@ -210,7 +208,8 @@ def avoid_spinal_injection(a: Assessment) -> list[Finding]:
 
 
 def exercise_therapy(a: Assessment) -> list[Finding]:
-    if not a.invites_general_advice or a.physical_therapy_in_place:
+    # With an emergency red flag, routine therapy advice would only distract.
+    if not a.invites_general_advice or a.physical_therapy_in_place or a.has_critical_red_flag:
         return []
     return [
         Finding(
@@ -221,7 +220,6 @@ def exercise_therapy(a: Assessment) -> list[Finding]:
                     "refer", create=Orderable.PHYSICAL_THERAPY_REFERRAL, recommended=True
                 ),
             ),
-            pain_duration_days=a.pain_duration_days,
         )
     ]
 
@@ -229,6 +227,8 @@ def exercise_therapy(a: Assessment) -> list[Finding]:
 def chronic_pain_assessment(a: Assessment) -> list[Finding]:
     days = a.pain_duration_days
     if days is None or days < CHRONIC_PAIN_DAYS or not a.invites_general_advice:
+        return []
+    if a.has_critical_red_flag:
         return []
     refer = days >= REFERRAL_PAIN_DAYS and not a.pain_referral_in_place
     return [
@@ -251,7 +251,6 @@ def chronic_pain_assessment(a: Assessment) -> list[Finding]:
                 if refer
                 else ()
             ),
-            pain_duration_days=days,
         )
     ]
 

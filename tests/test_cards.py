@@ -1,0 +1,233 @@
+"""Card content (cards/) and card building: valid CDS Hooks cards with valid FHIR suggestions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service.card_builder.builder import CardBuilder, CardContext
+from cds_service.card_builder.content import ContentError, content_root, load_card_content
+from cds_service.protocol.request import schema_problems
+from cds_service.rules.findings import (
+    Fact,
+    FactKind,
+    Finding,
+    Indicator,
+    Orderable,
+    OrderRef,
+    RedFlag,
+    SuggestionIntent,
+    Topic,
+)
+from cds_service.runtime import Runtime
+
+CONTEXT = CardContext(
+    patient_id="p1",
+    encounter_id="e1",
+    user_id="Practitioner/dr-1",
+    condition_refs=("Condition/lbp",),
+    pain_duration_days=20,
+)
+LONG_ORDER = OrderRef(
+    "MedicationRequest/m1",
+    "24 HR tramadol hydrochloride 100 MG Extended Release Oral Capsule [ConZip], local name",
+)
+
+
+def _walk_for_empties(value: Any, path: str = "$") -> list[str]:
+    if value is None or value == "" or value == [] or value == {}:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _walk_for_empties(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _walk_for_empties(v, f"{path}[{i}]")]
+    return []
+
+
+def _builder(runtime: Runtime) -> CardBuilder:
+    return CardBuilder(runtime.content, runtime.terminology)
+
+
+@pytest.mark.parametrize("topic", list(Topic))
+def test_every_topic_builds_a_valid_card_even_with_a_long_order_name(
+    runtime: Runtime, topic: Topic
+) -> None:
+    finding = Finding(
+        topic=topic,
+        facts=(
+            Fact.of(
+                FactKind.BACK_PAIN, code="ICD-10-CM M54.50", onset="2026-11-01", duration_days="21"
+            ),
+        ),
+        order=LONG_ORDER,
+        suggestions=tuple(
+            SuggestionIntent(
+                key,
+                delete=LONG_ORDER if key != "refer" else None,
+                create=Orderable.TOPICAL_NSAID if key in {"replace", "refer"} else None,
+            )
+            for key in sorted(runtime.content.topics[topic].suggestions)
+        ),
+        red_flags=(RedFlag.FEVER, RedFlag.CANCER_HISTORY)
+        if topic == Topic.RED_FLAGS_PRESENT
+        else (),
+        alternative=Orderable.TOPICAL_NSAID,
+    )
+    card = _builder(runtime).card(finding, CONTEXT)
+    assert schema_problems("response", {"cards": [card]}) == []
+    assert len(card["summary"]) < 140
+    assert _walk_for_empties(card) == []
+    assert card["source"]["topic"]["code"] == topic.value
+    assert "{" not in card["detail"] and "{" not in card["summary"]
+    if card["indicator"] != "info":
+        assert card["overrideReasons"]
+    if card.get("suggestions"):
+        assert card["selectionBehavior"] == "at-most-one"
+    assert "M54.50" in card["detail"]  # the triggering facts are named
+    assert "doi.org" in card["detail"]  # and the evidence is cited
+
+
+def test_suggested_orders_are_valid_r4_and_addressed_from_the_context(runtime: Runtime) -> None:
+    builder = _builder(runtime)
+    for orderable in Orderable:
+        finding = Finding(
+            topic=Topic.EXERCISE_THERAPY,
+            facts=(),
+            suggestions=(SuggestionIntent("refer", create=orderable),),
+        )
+        resource = builder.card(finding, CONTEXT)["suggestions"][0]["actions"][0]["resource"]
+        model = {"MedicationRequest": MedicationRequest, "ServiceRequest": ServiceRequest}[
+            resource["resourceType"]
+        ]
+        model.model_validate(resource)
+        assert resource["status"] == "draft"
+        assert resource["subject"] == {"reference": "Patient/p1"}
+        assert resource["encounter"] == {"reference": "Encounter/e1"}
+        assert resource["requester"] == {"reference": "Practitioner/dr-1"}
+        assert resource["reasonReference"] == [{"reference": "Condition/lbp"}]
+
+
+def test_delete_action_names_the_draft(runtime: Runtime) -> None:
+    finding = Finding(
+        topic=Topic.AVOID_GLUCOSAMINE,
+        facts=(),
+        order=OrderRef("MedicationRequest/g1", "glucosamine"),
+        suggestions=(
+            SuggestionIntent("remove", delete=OrderRef("MedicationRequest/g1", "glucosamine")),
+        ),
+    )
+    suggestion = _builder(runtime).card(finding, CONTEXT)["suggestions"][0]
+    assert suggestion["actions"] == [
+        {
+            "type": "delete",
+            "description": suggestion["actions"][0]["description"],
+            "resourceId": "MedicationRequest/g1",
+        }
+    ]
+    assert suggestion["uuid"] and suggestion["label"]
+
+
+def test_indicator_raised_by_the_rule(runtime: Runtime) -> None:
+    finding = Finding(
+        topic=Topic.RED_FLAGS_PRESENT,
+        facts=(),
+        indicator=Indicator.CRITICAL,
+        red_flags=(RedFlag.SPINAL_INFECTION,),
+    )
+    card = _builder(runtime).card(finding, CONTEXT)
+    assert card["indicator"] == "critical"
+    assert "spinal infection" in card["summary"]
+
+
+def test_cards_are_ordered_critical_first(runtime: Runtime) -> None:
+    findings = (
+        Finding(topic=Topic.EXERCISE_THERAPY, facts=()),
+        Finding(
+            topic=Topic.RED_FLAGS_PRESENT,
+            facts=(),
+            indicator=Indicator.CRITICAL,
+            red_flags=(RedFlag.FEVER,),
+        ),
+        Finding(topic=Topic.AVOID_GLUCOSAMINE, facts=()),
+    )
+    indicators = [c["indicator"] for c in _builder(runtime).cards(findings, CONTEXT)]
+    assert indicators == ["critical", "info", "info"]
+
+
+@pytest.mark.parametrize(
+    ("days", "words"),
+    [
+        (None, "not known"),
+        (0, "0 days"),
+        (1, "1 day"),
+        (13, "13 days"),
+        (20, "2 weeks"),
+        (120, "4 months"),
+    ],
+)
+def test_duration_words(runtime: Runtime, days: int | None, words: str) -> None:
+    assert words in _builder(runtime).duration_words(days)
+
+
+# --- the content files themselves --------------------------------------------------------------
+
+
+@pytest.fixture
+def content_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "cards"
+    shutil.copytree(Path(str(content_root())), target)
+    return target
+
+
+def test_edited_copy_is_used_through_cds_cards_dir(content_copy: Path) -> None:
+    path = content_copy / "avoid-glucosamine.toml"
+    path.write_text(path.read_text().replace('title = "', 'title = "EDITED '))
+    assert (
+        load_card_content(content_copy).topics[Topic.AVOID_GLUCOSAMINE].title.startswith("EDITED ")
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("opioid-avoidance.toml", "{order}", "{patient_name}", "unknown placeholder"),
+        ("opioid-avoidance.toml", 'indicator = "warning"', 'indicator = "hard-stop"', "indicator"),
+        (
+            "avoid-glucosamine.toml",
+            'topic = "avoid-glucosamine"',
+            'topic = "other"',
+            "'topic' must be",
+        ),
+        ("_common.toml", "\n[red_flags]\n", "\n[red_flag_names]\n", "[red_flags]"),
+        ("exercise-therapy.toml", "{facts}", "", "detail must contain"),
+    ],
+)
+def test_broken_content_is_refused_with_a_clear_reason(
+    content_copy: Path, file: str, old: str, new: str, message: str
+) -> None:
+    path = content_copy / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ContentError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_card_content(content_copy)
+
+
+def test_missing_and_unparseable_files_are_refused(content_copy: Path) -> None:
+    (content_copy / "avoid-glucosamine.toml").write_text("topic = [unclosed")
+    with pytest.raises(ContentError, match="not valid TOML"):
+        load_card_content(content_copy)
+    (content_copy / "avoid-glucosamine.toml").unlink()
+    with pytest.raises(ContentError, match="missing"):
+        load_card_content(content_copy)
+
+
+def test_summary_fallbacks_fit(runtime: Runtime) -> None:
+    for topic in runtime.content.topics.values():
+        assert len(topic.summary_fallback) < 140
+        assert topic.evidence

@@ -1,0 +1,48 @@
+"""Golden-file tests: every fixture request in, its expected cards out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import fixture_dirs, load_fixture
+from flask.testing import FlaskClient
+
+from cds_service.golden import compare_cards
+from cds_service.protocol.request import schema_problems
+from cds_service.rules.findings import Topic
+
+FIXTURE_NAMES = [p.name for p in fixture_dirs()]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_gives_its_golden_cards(client: FlaskClient, name: str) -> None:
+    scenario, request, expected = load_fixture(name)
+    response = client.post(f"/cds-services/{scenario['service']}", json=request)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert schema_problems("response", body) == []
+    assert compare_cards(expected["cards"], body["cards"]) == []
+
+
+def test_every_topic_fires_on_a_fixture_and_has_a_negative_fixture() -> None:
+    fired: set[str] = set()
+    negative: set[str] = set()
+    for folder in fixture_dirs():
+        scenario, _, expected = load_fixture(folder.name)
+        topics = {card["topic"] for card in expected["cards"]}
+        fired |= topics
+        for tag in scenario["tags"]:
+            if tag.endswith(" (negative)"):
+                topic = tag.removesuffix(" (negative)")
+                assert topic not in topics, f"{folder.name} is tagged negative for {topic}"
+                negative.add(topic)
+    assert fired == {topic.value for topic in Topic}
+    assert negative >= {topic.value for topic in Topic}
+
+
+def test_fixture_folders_are_complete() -> None:
+    for folder in fixture_dirs():
+        for part in ("scenario.json", "request.json", "expected.json"):
+            assert (folder / part).is_file(), f"{folder.name} lacks {part}"
+    assert Path(fixture_dirs()[0]).parent.name == "fhir_fixtures"

@@ -1,0 +1,520 @@
+"""Unit tests of the guideline rules: pure functions over hand-built patient records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+
+from cds_service.record.model import (
+    CodeFact,
+    ConditionEntry,
+    DataCategory,
+    ObservationEntry,
+    OrderEntry,
+    PatientRecord,
+    ProcedureEntry,
+)
+from cds_service.rules.assessment import Assessment
+from cds_service.rules.engine import evaluate
+from cds_service.rules.findings import (
+    Contraindication,
+    FactKind,
+    Indicator,
+    Orderable,
+    RedFlag,
+    Topic,
+)
+from cds_service.terminology.concepts import Concept as K
+
+TODAY = date(2026, 11, 22)
+
+
+def ago(days: int) -> date:
+    return TODAY - timedelta(days=days)
+
+
+def cond(
+    *concepts: K,
+    onset: int | None = 10,
+    status: str | None = "active",
+    verification: str | None = "confirmed",
+    rid: str = "c1",
+) -> ConditionEntry:
+    return ConditionEntry(
+        resource_id=rid,
+        concepts=frozenset(concepts),
+        codes=(CodeFact("ICD-10-CM", "X00", "test condition"),),
+        label="test condition",
+        clinical_status=status,
+        verification_status=verification,
+        onset=ago(onset) if onset is not None else None,
+        recorded=None,
+    )
+
+
+def draft(
+    *concepts: K,
+    rid: str = "d1",
+    kind: str = "MedicationRequest",
+    selected: bool = True,
+    reasons: frozenset[K] = frozenset(),
+) -> OrderEntry:
+    return OrderEntry(
+        resource_type=kind,
+        resource_id=rid,
+        concepts=frozenset(concepts),
+        codes=(CodeFact("RxNorm", "1", "drug"),),
+        label=f"drafted {rid}",
+        status="draft",
+        authored=TODAY,
+        reason_concepts=reasons,
+        is_draft=True,
+        is_selected=selected,
+    )
+
+
+def history(
+    *concepts: K,
+    rid: str = "h1",
+    status: str = "active",
+    authored: int = 30,
+    kind: str = "MedicationRequest",
+) -> OrderEntry:
+    return OrderEntry(
+        resource_type=kind,
+        resource_id=rid,
+        concepts=frozenset(concepts),
+        codes=(),
+        label=f"history {rid}",
+        status=status,
+        authored=ago(authored),
+    )
+
+
+def record(
+    *,
+    hook: str = "order-sign",
+    age: int | None = 40,
+    conditions=(),
+    orders=(),
+    procedures=(),
+    observations=(),
+    available=None,
+) -> PatientRecord:
+    birth = date(TODAY.year - age, 1, 1) if age is not None else None
+    return PatientRecord(
+        patient_id="p1",
+        hook=hook,
+        today=TODAY,
+        birth_date=birth,
+        conditions=tuple(conditions),
+        orders=tuple(orders),
+        procedures=tuple(procedures),
+        observations=tuple(observations),
+        available=frozenset(DataCategory) if available is None else frozenset(available),
+    )
+
+
+LBP = cond(K.BACK_PAIN_LOW, rid="lbp")
+
+
+def topics(rec: PatientRecord) -> list[str]:
+    return sorted(f.topic.value for f in evaluate(rec).findings)
+
+
+# --- back pain ------------------------------------------------------------------------------
+
+
+def test_no_back_pain_no_findings() -> None:
+    assert topics(record(conditions=[cond(K.DEPRESSION)], orders=[draft(K.OPIOID)])) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "verification", "expected"),
+    [
+        ("active", "confirmed", True),
+        ("recurrence", "confirmed", True),
+        ("relapse", None, True),
+        (None, None, True),
+        ("resolved", "confirmed", False),
+        ("inactive", "confirmed", False),
+        ("active", "refuted", False),
+        ("active", "entered-in-error", False),
+    ],
+)
+def test_back_pain_condition_status(
+    status: str | None, verification: str | None, expected: bool
+) -> None:
+    rec = record(conditions=[cond(K.BACK_PAIN_THORACIC, status=status, verification=verification)])
+    assert Assessment(rec).has_back_pain is expected
+
+
+def test_back_pain_from_draft_reason_code() -> None:
+    rec = record(orders=[draft(K.OPIOID, reasons=frozenset({K.BACK_PAIN_LOW}))])
+    assessment = Assessment(rec)
+    assert assessment.has_back_pain
+    assert assessment.back_pain_facts[0].kind == FactKind.BACK_PAIN_REASON
+    assert "opioid-avoidance" in topics(rec)
+
+
+def test_pain_duration_from_earliest_active_onset() -> None:
+    rec = record(
+        conditions=[
+            cond(K.BACK_PAIN_LOW, onset=30, rid="a"),
+            cond(K.BACK_PAIN_THORACIC, onset=70, rid="b"),
+        ]
+    )
+    assert Assessment(rec).pain_duration_days == 70
+
+
+def test_minors_get_no_back_pain_advice() -> None:
+    assert topics(record(age=16, conditions=[LBP], orders=[draft(K.OPIOID)])) == []
+
+
+# --- opioid-avoidance -----------------------------------------------------------------------
+
+
+def test_opioid_card_suggests_topical_nsaid_and_removal() -> None:
+    findings = [
+        f
+        for f in evaluate(record(conditions=[LBP], orders=[draft(K.OPIOID)])).findings
+        if f.topic == Topic.OPIOID_AVOIDANCE
+    ]
+    assert len(findings) == 1
+    replace_, remove = findings[0].suggestions
+    assert replace_.key == "replace" and replace_.create == Orderable.TOPICAL_NSAID
+    assert replace_.delete and replace_.delete.reference == "MedicationRequest/d1"
+    assert remove.key == "remove" and remove.create is None
+
+
+@pytest.mark.parametrize("exclusion", [K.ACTIVE_CANCER, K.END_OF_LIFE, K.SICKLE_CELL_DISEASE])
+def test_opioid_card_excluded(exclusion: K) -> None:
+    rec = record(conditions=[LBP, cond(exclusion, rid="x")], orders=[draft(K.OPIOID)])
+    assert "opioid-avoidance" not in topics(rec)
+
+
+def test_opioid_card_excluded_by_hospice_procedure_and_referral() -> None:
+    hospice = ProcedureEntry(frozenset({K.HOSPICE_CARE}), (), "hospice", "completed", ago(20))
+    assert "opioid-avoidance" not in topics(
+        record(conditions=[LBP], orders=[draft(K.OPIOID)], procedures=[hospice])
+    )
+    referral = history(K.HOSPICE_CARE, kind="ServiceRequest")
+    assert "opioid-avoidance" not in topics(
+        record(conditions=[LBP], orders=[draft(K.OPIOID), referral])
+    )
+
+
+def test_resolved_cancer_does_not_exclude_but_is_a_red_flag() -> None:
+    rec = record(
+        conditions=[
+            LBP,
+            cond(K.ACTIVE_CANCER, K.RED_FLAG_CANCER_HISTORY, status="resolved", rid="ca"),
+        ],
+        orders=[draft(K.OPIOID)],
+    )
+    assert {"opioid-avoidance", "red-flags-present"} <= set(topics(rec))
+
+
+def test_opioid_alternative_is_acetaminophen_when_nsaids_contraindicated() -> None:
+    rec = record(conditions=[LBP, cond(K.HEART_FAILURE, rid="hf")], orders=[draft(K.OPIOID)])
+    finding = next(f for f in evaluate(rec).findings if f.topic == Topic.OPIOID_AVOIDANCE)
+    assert finding.alternative == Orderable.ACETAMINOPHEN
+    assert finding.contraindications == (Contraindication.HEART_FAILURE,)
+
+
+def test_opioid_nsaid_combination_is_treated_as_opioid_only() -> None:
+    rec = record(conditions=[LBP], orders=[draft(K.OPIOID, K.NSAID)])
+    found = topics(rec)
+    assert "opioid-avoidance" in found and "topical-nsaid-first" not in found
+
+
+def test_order_select_evaluates_only_selections() -> None:
+    rec = record(
+        conditions=[LBP], orders=[draft(K.OPIOID, rid="o", selected=False), draft(K.NSAID, rid="n")]
+    )
+    found = topics(rec)
+    assert "opioid-avoidance" not in found and "topical-nsaid-first" in found
+
+
+def test_one_card_per_drafted_opioid() -> None:
+    rec = record(conditions=[LBP], orders=[draft(K.OPIOID, rid="a"), draft(K.OPIOID, rid="b")])
+    assert topics(rec).count("opioid-avoidance") == 2
+
+
+# --- red flags and imaging ------------------------------------------------------------------
+
+
+def red_flags(rec: PatientRecord) -> set[RedFlag]:
+    return {f.flag for f in Assessment(rec).red_flags}
+
+
+def imaging(**kwargs) -> PatientRecord:
+    kwargs.setdefault("conditions", [LBP])
+    return record(orders=[draft(K.SPINE_IMAGING, kind="ServiceRequest")], **kwargs)
+
+
+def test_imaging_without_red_flags_fires_with_cancel_suggestion() -> None:
+    finding = next(
+        f for f in evaluate(imaging()).findings if f.topic == Topic.IMAGING_WITHOUT_RED_FLAGS
+    )
+    assert [s.key for s in finding.suggestions] == ["cancel"]
+    assert finding.suggestions[0].delete.reference == "ServiceRequest/d1"
+
+
+@pytest.mark.parametrize(
+    ("concept", "flag"),
+    [
+        (K.RED_FLAG_NEUROLOGIC_DEFICIT, RedFlag.NEUROLOGIC_DEFICIT),
+        (K.RED_FLAG_SPINAL_INFECTION, RedFlag.SPINAL_INFECTION),
+        (K.RED_FLAG_FEVER, RedFlag.FEVER),
+        (K.RED_FLAG_IV_DRUG_USE, RedFlag.IV_DRUG_USE),
+        (K.RED_FLAG_IMMUNOSUPPRESSION, RedFlag.IMMUNOSUPPRESSION),
+        (K.RED_FLAG_CANCER_HISTORY, RedFlag.CANCER_HISTORY),
+        (K.RED_FLAG_WEIGHT_LOSS, RedFlag.WEIGHT_LOSS),
+        (K.RED_FLAG_SPINAL_TRAUMA, RedFlag.SPINAL_TRAUMA),
+        (K.RED_FLAG_OSTEOPOROSIS, RedFlag.OSTEOPOROSIS),
+    ],
+)
+def test_each_coded_red_flag_silences_imaging_and_raises_a_red_flag_card(
+    concept: K, flag: RedFlag
+) -> None:
+    rec = imaging(conditions=[LBP, cond(concept, onset=5, rid="rf")])
+    assert red_flags(rec) == {flag}
+    evaluation = evaluate(rec)
+    card = next(f for f in evaluation.findings if f.topic == Topic.RED_FLAGS_PRESENT)
+    assert card.red_flags == (flag,)
+    expected = (
+        Indicator.CRITICAL
+        if flag in {RedFlag.NEUROLOGIC_DEFICIT, RedFlag.SPINAL_INFECTION}
+        else Indicator.WARNING
+    )
+    assert card.indicator == expected
+    assert "imaging-without-red-flags" not in [f.topic.value for f in evaluation.findings]
+
+
+def test_old_trauma_is_not_a_red_flag_but_recent_is() -> None:
+    assert (
+        red_flags(imaging(conditions=[LBP, cond(K.RED_FLAG_SPINAL_TRAUMA, onset=120, rid="t")]))
+        == set()
+    )
+    assert red_flags(
+        imaging(conditions=[LBP, cond(K.RED_FLAG_SPINAL_TRAUMA, onset=60, rid="t")])
+    ) == {RedFlag.SPINAL_TRAUMA}
+
+
+def test_fever_from_temperature_in_last_7_days() -> None:
+    def temp(value: float, days: int) -> ObservationEntry:
+        return ObservationEntry(
+            frozenset({K.BODY_TEMPERATURE}), (), value, "Cel", ago(days), "final"
+        )
+
+    assert red_flags(imaging(observations=[temp(38.0, 3)])) == {RedFlag.FEVER}
+    assert red_flags(imaging(observations=[temp(37.9, 3)])) == set()
+    assert red_flags(imaging(observations=[temp(39.0, 8)])) == set()
+
+
+def test_measured_weight_loss_over_5_percent() -> None:
+    def kg(value: float, days: int) -> ObservationEntry:
+        return ObservationEntry(frozenset({K.BODY_WEIGHT}), (), value, "kg", ago(days), "final")
+
+    assert red_flags(imaging(observations=[kg(80, 200), kg(75, 1)])) == {RedFlag.WEIGHT_LOSS}
+    assert red_flags(imaging(observations=[kg(80, 200), kg(77, 1)])) == set()
+    assert red_flags(imaging(observations=[kg(80, 10), kg(70, 1)])) == set()  # too short a span
+
+
+def test_age_over_50_with_new_pain() -> None:
+    assert red_flags(imaging(age=51, conditions=[cond(K.BACK_PAIN_LOW, onset=20)])) == {
+        RedFlag.AGE_OVER_50_NEW_PAIN
+    }
+    assert red_flags(imaging(age=50, conditions=[cond(K.BACK_PAIN_LOW, onset=20)])) == set()
+    assert red_flags(imaging(age=70, conditions=[cond(K.BACK_PAIN_LOW, onset=60)])) == set()
+
+
+def test_long_term_systemic_steroids() -> None:
+    long_course = history(K.SYSTEMIC_CORTICOSTEROID, authored=120)
+    short_course = history(K.SYSTEMIC_CORTICOSTEROID, authored=20)
+    assert RedFlag.LONG_TERM_STEROIDS in red_flags(record(conditions=[LBP], orders=[long_course]))
+    assert red_flags(record(conditions=[LBP], orders=[short_course])) == set()
+
+
+def test_transplant_procedure_is_immunosuppression() -> None:
+    transplant = ProcedureEntry(
+        frozenset({K.TRANSPLANT_PROCEDURE}), (), "kidney transplant", "completed", ago(2000)
+    )
+    assert red_flags(imaging(procedures=[transplant])) == {RedFlag.IMMUNOSUPPRESSION}
+
+
+def test_imaging_rule_silent_without_the_data_to_rule_out_red_flags() -> None:
+    rec = imaging(available=set(DataCategory) - {DataCategory.OBSERVATIONS})
+    evaluation = evaluate(rec)
+    assert Topic.IMAGING_WITHOUT_RED_FLAGS in evaluation.skipped
+    assert "imaging-without-red-flags" not in [f.topic.value for f in evaluation.findings]
+
+
+def test_red_flag_card_on_patient_view_but_not_for_unrelated_orders() -> None:
+    flagged = [LBP, cond(K.RED_FLAG_OSTEOPOROSIS, rid="o")]
+    assert "red-flags-present" in topics(record(hook="patient-view", conditions=flagged))
+    unrelated = draft(rid="statin")
+    assert "red-flags-present" not in topics(record(conditions=flagged, orders=[unrelated]))
+
+
+# --- NSAIDs ----------------------------------------------------------------------------------
+
+
+def test_topical_nsaid_first_for_oral_nsaid() -> None:
+    finding = next(
+        f
+        for f in evaluate(record(conditions=[LBP], orders=[draft(K.NSAID)])).findings
+        if f.topic == Topic.TOPICAL_NSAID_FIRST
+    )
+    assert finding.suggestions[0].create == Orderable.TOPICAL_NSAID
+
+
+def test_topical_nsaid_draft_itself_gets_no_card() -> None:
+    assert "topical-nsaid-first" not in topics(
+        record(conditions=[LBP], orders=[draft(K.NSAID, K.TOPICAL_FORM)])
+    )
+    assert "topical-nsaid-first" not in topics(
+        record(conditions=[LBP], orders=[draft(K.NSAID_TOPICAL, K.NSAID)])
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "authored", "fires"),
+    [("completed", 30, False), ("completed", 100, True), ("active", 400, False)],
+)
+def test_topical_nsaid_tried_within_90_days(status: str, authored: int, fires: bool) -> None:
+    tried = history(K.NSAID, K.TOPICAL_FORM, status=status, authored=authored)
+    assert (
+        "topical-nsaid-first" in topics(record(conditions=[LBP], orders=[draft(K.NSAID), tried]))
+    ) is fires
+
+
+@pytest.mark.parametrize(
+    ("contraindication", "extra"),
+    [
+        (Contraindication.CKD_SEVERE, cond(K.CKD_SEVERE, rid="x")),
+        (Contraindication.GI_BLEED_OR_ULCER, cond(K.GI_BLEED_OR_ULCER, rid="x")),
+        (Contraindication.HEART_FAILURE, cond(K.HEART_FAILURE, rid="x")),
+        (Contraindication.ANTICOAGULANT, history(K.ANTICOAGULANT)),
+    ],
+)
+def test_nsaid_contraindications(contraindication: Contraindication, extra: object) -> None:
+    conditions = [LBP] + ([extra] if isinstance(extra, ConditionEntry) else [])
+    orders = [draft(K.NSAID)] + ([extra] if isinstance(extra, OrderEntry) else [])
+    evaluation = evaluate(record(conditions=conditions, orders=orders))
+    finding = next(f for f in evaluation.findings if f.topic == Topic.NSAID_CONTRAINDICATED)
+    assert finding.contraindications == (contraindication,)
+    assert finding.suggestions[0].create == Orderable.ACETAMINOPHEN
+    assert "topical-nsaid-first" not in [f.topic.value for f in evaluation.findings]
+
+
+def test_stopped_anticoagulant_is_no_contraindication() -> None:
+    stopped = history(K.ANTICOAGULANT, status="stopped")
+    assert "nsaid-contraindicated" not in topics(
+        record(conditions=[LBP], orders=[draft(K.NSAID), stopped])
+    )
+
+
+# --- antidepressants, glucosamine, injections ------------------------------------------------
+
+
+@pytest.mark.parametrize("drug", [K.SSRI, K.SNRI, K.TCA])
+def test_antidepressant_without_indication(drug: K) -> None:
+    assert "avoid-antidepressant" in topics(record(conditions=[LBP], orders=[draft(drug)]))
+
+
+@pytest.mark.parametrize(
+    "indication", [K.DEPRESSION, K.ANXIETY, K.NEUROPATHIC_PAIN, K.RADICULAR_PAIN]
+)
+def test_antidepressant_with_indication_is_silent(indication: K) -> None:
+    assert "avoid-antidepressant" not in topics(
+        record(conditions=[LBP, cond(indication, rid="i")], orders=[draft(K.SNRI)])
+    )
+
+
+def test_glucosamine() -> None:
+    finding = next(
+        f
+        for f in evaluate(
+            record(conditions=[LBP], orders=[draft(K.GLUCOSAMINE_CHONDROITIN)])
+        ).findings
+        if f.topic == Topic.AVOID_GLUCOSAMINE
+    )
+    assert [s.key for s in finding.suggestions] == ["remove"]
+
+
+def test_spinal_injection_axial_vs_radicular() -> None:
+    injection = draft(K.SPINAL_INJECTION, kind="ServiceRequest")
+    assert "avoid-spinal-injection" in topics(record(conditions=[LBP], orders=[injection]))
+    assert "avoid-spinal-injection" not in topics(
+        record(conditions=[LBP, cond(K.RADICULAR_PAIN, rid="r")], orders=[injection])
+    )
+
+
+def test_removal_needs_an_order_id() -> None:
+    unnamed = replace(draft(K.GLUCOSAMINE_CHONDROITIN), resource_id=None)
+    finding = next(
+        f
+        for f in evaluate(record(conditions=[LBP], orders=[unnamed])).findings
+        if f.topic == Topic.AVOID_GLUCOSAMINE
+    )
+    assert finding.suggestions == ()
+
+
+# --- exercise and chronic pain ----------------------------------------------------------------
+
+
+def test_exercise_therapy_unless_pt_in_place() -> None:
+    assert "exercise-therapy" in topics(record(hook="patient-view", conditions=[LBP]))
+    referral = history(K.PHYSICAL_THERAPY, kind="ServiceRequest")
+    assert "exercise-therapy" not in topics(
+        record(hook="patient-view", conditions=[LBP], orders=[referral])
+    )
+    session = ProcedureEntry(frozenset({K.PHYSICAL_THERAPY}), (), "PT", "completed", ago(10))
+    assert "exercise-therapy" not in topics(
+        record(hook="patient-view", conditions=[LBP], procedures=[session])
+    )
+    pt_draft = draft(K.PHYSICAL_THERAPY, kind="ServiceRequest")
+    assert "exercise-therapy" not in topics(record(conditions=[LBP], orders=[pt_draft]))
+
+
+def test_exercise_therapy_silent_with_emergency_red_flag() -> None:
+    rec = record(
+        hook="patient-view", conditions=[LBP, cond(K.RED_FLAG_NEUROLOGIC_DEFICIT, rid="n")]
+    )
+    assert topics(rec) == ["red-flags-present"]
+
+
+@pytest.mark.parametrize(
+    ("onset", "fires", "refers"),
+    [(27, False, False), (28, True, False), (83, True, False), (84, True, True)],
+)
+def test_chronic_pain_thresholds(onset: int, fires: bool, refers: bool) -> None:
+    rec = record(hook="patient-view", conditions=[cond(K.BACK_PAIN_LOW, onset=onset)])
+    findings = [f for f in evaluate(rec).findings if f.topic == Topic.CHRONIC_PAIN_ASSESSMENT]
+    assert bool(findings) is fires
+    if findings:
+        assert bool(findings[0].suggestions) is refers
+
+
+def test_chronic_pain_referral_not_repeated() -> None:
+    referral = history(K.PAIN_MANAGEMENT_REFERRAL, kind="ServiceRequest")
+    rec = record(
+        hook="patient-view", conditions=[cond(K.BACK_PAIN_LOW, onset=200)], orders=[referral]
+    )
+    finding = next(f for f in evaluate(rec).findings if f.topic == Topic.CHRONIC_PAIN_ASSESSMENT)
+    assert finding.suggestions == ()
+
+
+def test_rules_needing_missing_data_stay_silent() -> None:
+    rec = record(
+        conditions=[LBP],
+        orders=[draft(K.OPIOID)],
+        available=set(DataCategory) - {DataCategory.PROCEDURES},
+    )
+    evaluation = evaluate(rec)
+    assert Topic.OPIOID_AVOIDANCE in evaluation.skipped
+    assert "opioid-avoidance" not in [f.topic.value for f in evaluation.findings]
