@@ -52,3 +52,16 @@ def test_wheel_contains_cards_terminology_and_schemas(tmp_path: Path) -> None:
     assert "cds_service/terminology/data/orderables.json" in names
     assert any(n.startswith("cds_service/terminology/data/valuesets/") for n in names)
     assert "cds_service/protocol/schemas/request.schema.json" in names
+
+
+def test_every_python_package_is_listed_in_pyproject() -> None:
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PROJECT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(path.parent.relative_to(PROJECT).parts)
+        for path in (PROJECT / "cds_service").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
