@@ -54,7 +54,15 @@ def _register_request_log(app: Flask) -> None:
                 (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
             ),
         }
-        for key in ("service_id", "hook_instance", "decision", "topics", "fetched", "error"):
+        for key in (
+            "service_id",
+            "hook_instance",
+            "decision",
+            "topics",
+            "fetched",
+            "missing",
+            "error",
+        ):
             value = g.get(key)
             if value is not None:
                 fields[key] = value

@@ -14,11 +14,13 @@ from cds_service.card_builder.builder import CardBuilder
 from cds_service.card_builder.content import CardContent, load_card_content
 from cds_service.config import Settings
 from cds_service.fhir.access import FhirFetcher, PatientDataGatherer
+from cds_service.fhir.client import FhirClient
 from cds_service.fhir.parsing import KNOWN_TYPES
 from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
 from cds_service.protocol.request import schema_validator
 from cds_service.record.builder import RecordBuilder
+from cds_service.record.model import DataCategory
 from cds_service.terminology.index import Terminology, load_terminology
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class Runtime:
     services: tuple[ServiceDefinition, ...]
     handler: HookHandler
     load_seconds: float
+    fetcher: FhirFetcher | None = None
 
     @classmethod
     def load(
@@ -51,6 +54,16 @@ class Runtime:
         services = build_catalog(terminology)
         pinned = settings.evaluation_date
         clock = today or ((lambda: pinned) if pinned else utc_today)
+        if fetcher is None:
+            # Threads and connections start lazily in each worker, after gunicorn's fork. Twice
+            # as many threads as kinds of data, so that reads abandoned at one call's deadline
+            # never hold up the next call.
+            fetcher = FhirClient(
+                deadline_seconds=settings.fhir_deadline_seconds,
+                timeout_seconds=settings.fhir_timeout_seconds,
+                max_pages=settings.fhir_max_pages,
+                max_workers=2 * len(DataCategory),
+            )
         handler = HookHandler(
             services=services,
             record_builder=RecordBuilder(terminology),
@@ -70,7 +83,7 @@ class Runtime:
                 "seconds": round(elapsed, 3),
             },
         )
-        return cls(settings, terminology, content, services, handler, elapsed)
+        return cls(settings, terminology, content, services, handler, elapsed, fetcher)
 
 
 def _warm_up() -> None:

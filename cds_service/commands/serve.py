@@ -38,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = Settings.from_env()
+        if settings.fhir_deadline_seconds >= args.timeout:
+            # gunicorn would kill a worker still waiting on the FHIR server.
+            raise ConfigError(
+                f"CDS_FHIR_DEADLINE_SECONDS ({settings.fhir_deadline_seconds:g}) must be "
+                f"shorter than --timeout ({args.timeout})"
+            )
         configure_logging(settings.log_level, settings.log_format)
         from cds_service.app import create_app
 

@@ -3,16 +3,79 @@
 Prefetch semantics (CDS Hooks 2.0): a missing key was not sent, so the data must be fetched;
 `null` means the client asked and found nothing; an OperationOutcome (alone or as the only
 content of a Bundle) means the client's query failed, so the data is fetched as if missing.
+A prefetched search Bundle with a `next` link holds only its first page (CDS Hooks 3.0
+pagination): the remaining pages are read from the FHIR server.
+
+Fetching uses the very queries the discovery prefetch templates declare, with the context's
+tokens filled in, so a fact means the same whether it came by prefetch or by fetch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
-from cds_service.fhir.parsing import is_failed_result, resources_of
+from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
 from cds_service.record.model import DataCategory
+
+_CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z][A-Za-z0-9]*)\s*\}\}")
+# Values that would change the query's path instead of filling one segment of it.
+_PATH_SEGMENT_VALUES = frozenset({"", ".", ".."})
+
+
+@dataclass(frozen=True)
+class FhirServer:
+    """The EHR's FHIR endpoint for one hook call and the token it granted."""
+
+    base_url: str  # no trailing slash
+    access_token: str | None = field(default=None, repr=False)  # never logged
+
+
+@dataclass(frozen=True)
+class FhirQuery:
+    key: str  # the prefetch key the query stands for; names it in logs and error bodies
+    # Relative to the server's base URL (a filled prefetch template), or an absolute next-page
+    # link of a prefetched search.
+    url: str
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    resources: list[dict[str, Any]] | None  # None when the data could not be had
+    problem: str = ""  # why not, in words fit for an error body (never a value from the data)
+
+
+class FhirFetcher(Protocol):
+    """Reads data from the EHR's FHIR server; one call per hook request, all queries at once."""
+
+    def fetch(self, server: FhirServer, queries: Sequence[FhirQuery]) -> dict[str, FetchResult]:
+        """A result for every query, by query key, within the fetcher's deadline."""
+        ...
+
+
+def fill_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """A prefetch template's query with its `{{context.x}}` tokens URL-encoded in place.
+
+    None when a token has no usable value (absent, not a string, or a value such as `..`
+    that would change the path rather than fill it).
+    """
+    unresolved = False
+
+    def value_of(match: re.Match[str]) -> str:
+        nonlocal unresolved
+        value = context.get(match.group(1))
+        if not isinstance(value, str) or value.strip() in _PATH_SEGMENT_VALUES:
+            unresolved = True
+            return ""
+        return quote(value, safe="")
+
+    query = _CONTEXT_TOKEN.sub(value_of, template)
+    if unresolved or "{{" in query:
+        return None
+    return query
 
 
 @dataclass(frozen=True)
@@ -21,17 +84,15 @@ class GatheredData:
     data: Mapping[DataCategory, list[dict[str, Any]] | None]
     # Why each unavailable kind of data is missing, in words fit for an error body.
     missing: Mapping[DataCategory, str] = field(default_factory=dict)
-    fetched: tuple[DataCategory, ...] = ()
+    fetched: tuple[DataCategory, ...] = ()  # read (or attempted) from the FHIR server
 
 
-class FhirFetcher(Protocol):
-    """Reads data from the EHR's FHIR server with the queries of the prefetch templates."""
-
-    def fetch(
-        self, request: Any, wanted: Mapping[DataCategory, str]
-    ) -> tuple[dict[DataCategory, list[dict[str, Any]]], dict[DataCategory, str]]:
-        """(resources per category, reason per category that failed)."""
-        ...
+def _prefetch_state(prefetch: Mapping[str, Any], key: str) -> str:
+    if key not in prefetch:
+        return "not prefetched"
+    if is_failed_result(prefetch[key]):
+        return "the prefetch failed"
+    return "the prefetch has more pages"
 
 
 class PatientDataGatherer:
@@ -41,30 +102,53 @@ class PatientDataGatherer:
     def gather(
         self, request: Any, needed: Iterable[DataCategory], templates: Mapping[str, str]
     ) -> GatheredData:
-        data: dict[DataCategory, list[dict[str, Any]] | None] = {}
-        to_fetch: dict[DataCategory, str] = {}
         prefetch: Mapping[str, Any] = request.prefetch
+        context: Mapping[str, Any] = request.body.get("context") or {}
+        data: dict[DataCategory, list[dict[str, Any]] | None] = {}
+        missing: dict[DataCategory, str] = {}
+        queries: dict[DataCategory, FhirQuery] = {}
+        first_pages: dict[DataCategory, list[dict[str, Any]]] = {}
         for category in needed:
             key = category.value
-            if key in prefetch and not is_failed_result(prefetch[key]):
-                value = prefetch[key]
-                data[category] = [] if value is None else resources_of(value)
-            else:
-                to_fetch[category] = templates[key]
-        missing: dict[DataCategory, str] = {}
-        if to_fetch and self._fetcher is not None and request.fhir_server:
-            fetched, failures = self._fetcher.fetch(request, to_fetch)
-            data.update(fetched)
-            for category, reason in failures.items():
-                data[category] = None
-                missing[category] = reason
-        else:
-            source = (
-                "no fhirServer was given" if not request.fhir_server else "it cannot be fetched"
-            )
-            for category in to_fetch:
+            value = prefetch.get(key)
+            if key in prefetch and not is_failed_result(value):
+                resources = [] if value is None else resources_of(value)
+                link = next_page_link(value)
+                if link is None:
+                    data[category] = resources
+                    continue
+                first_pages[category] = resources
+                queries[category] = FhirQuery(key, link)
+                continue
+            query = fill_template(templates[key], context)
+            if query is None:
                 data[category] = None
                 missing[category] = (
-                    f"prefetch '{category.value}' was not provided (or failed) and {source}"
+                    f"'{key}': {_prefetch_state(prefetch, key)} and its query cannot be "
+                    "formed from the context"
                 )
-        return GatheredData(data=data, missing=missing, fetched=tuple(to_fetch))
+                continue
+            queries[category] = FhirQuery(key, query)
+
+        if not queries:
+            return GatheredData(data=data, missing=missing)
+        if self._fetcher is None or not request.fhir_server:
+            source = "no fhirServer was given" if not request.fhir_server else "fetching is off"
+            for category in queries:
+                data[category] = None
+                missing[category] = (
+                    f"'{category.value}': {_prefetch_state(prefetch, category.value)} and {source}"
+                )
+            return GatheredData(data=data, missing=missing)
+        server = FhirServer(request.fhir_server, request.access_token)
+        results = self._fetcher.fetch(server, tuple(queries.values()))
+        for category, query in queries.items():
+            result = results.get(query.key) or FetchResult(None, "it was not fetched")
+            if result.resources is None:
+                data[category] = None
+                missing[category] = (
+                    f"'{query.key}': {_prefetch_state(prefetch, query.key)} and {result.problem}"
+                )
+            else:
+                data[category] = first_pages.get(category, []) + result.resources
+        return GatheredData(data=data, missing=missing, fetched=tuple(queries))

@@ -85,6 +85,21 @@ def is_failed_result(value: Any) -> bool:
     return False
 
 
+def next_page_link(value: Any) -> str | None:
+    """The `next` link of a search Bundle (more results on the server), if it has one."""
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        return None
+    links = value.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if isinstance(url, str) and url.strip():
+                return url.strip()
+    return None
+
+
 def resources_of(value: Any) -> list[dict[str, Any]]:
     """Flatten a prefetch or search result (a resource or a Bundle) into its resources."""
     if not isinstance(value, dict):

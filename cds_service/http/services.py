@@ -23,4 +23,6 @@ def call_service(service_id: str) -> Response:
     g.decision = outcome.decision
     if outcome.fetched:
         g.fetched = [category.value for category in outcome.fetched]
+    if outcome.missing:
+        g.missing = [category.value for category in outcome.missing]
     return jsonify(outcome.response)

@@ -24,6 +24,18 @@ from cds_service.rules.engine import Evaluation, evaluate
 
 log = logging.getLogger(__name__)
 
+# Without these nothing can be decided safely: every rule reads the conditions (back pain, red
+# flags, exclusions), and the patient's age decides whether the guideline applies at all.
+# Any other kind of data may be missing: the rules that need it stay silent.
+DECISION_DATA = (DataCategory.PATIENT, DataCategory.CONDITIONS)
+
+
+def _log_missing(missing: tuple[DataCategory, ...], **fields: Any) -> None:
+    log.info(
+        "patient data missing",
+        extra={"event": "data_missing", "missing": [c.value for c in missing], **fields},
+    )
+
 
 @dataclass
 class HookOutcome:
@@ -31,6 +43,7 @@ class HookOutcome:
     request: HookRequest
     evaluation: Evaluation | None = None
     fetched: tuple[DataCategory, ...] = ()
+    missing: tuple[DataCategory, ...] = ()  # data that could not be had (its rules stayed silent)
     decision: str = ""
     cards: list[dict[str, Any]] = field(default_factory=list)
 
@@ -91,11 +104,13 @@ class HookHandler:
                 )
 
         gathered = self._gatherer.gather(request, tuple(DataCategory), service.prefetch)
-        if gathered.missing:
+        missing = tuple(gathered.missing)
+        if any(category in gathered.missing for category in DECISION_DATA):
+            _log_missing(missing, outcome="precondition failed")
             reasons = "; ".join(gathered.missing.values())
             raise precondition_failed(
                 f"The service needs patient data it could not get: {reasons}.",
-                [f"prefetch.{category.value}" for category in gathered.missing],
+                [f"prefetch.{category.value}" for category in missing],
             )
         record = self._record_builder.build(self._record_input(request, today, gathered.data))
         evaluation = evaluate(record)
@@ -107,6 +122,8 @@ class HookHandler:
             pain_duration_days=evaluation.pain_duration_days,
         )
         cards = self._card_builder.cards(evaluation.findings, context)
+        if missing:
+            _log_missing(missing, skipped=[topic.value for topic in evaluation.skipped])
         if not evaluation.back_pain:
             decision = "no back pain"
         else:
@@ -116,6 +133,7 @@ class HookHandler:
             request,
             evaluation=evaluation,
             fetched=gathered.fetched,
+            missing=missing,
             decision=decision,
             cards=cards,
         )
