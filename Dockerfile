@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY cds_service ./cds_service
 COPY cards ./cards
+COPY examples ./examples
 RUN pip install . && useradd --create-home --uid 10001 cds
 
 USER cds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -11,6 +12,9 @@ from flask import Flask, Response, g, request
 
 from cds_service.config import Settings
 from cds_service.http import discovery, health, services
+from cds_service.http.auth import Authenticator, register_authentication
+from cds_service.http.body import BoundedRequest
+from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
 from cds_service.runtime import Runtime
 
@@ -19,18 +23,32 @@ log = logging.getLogger("cds_service.requests")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    authenticator: Authenticator | None = None,
+) -> Flask:
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime.load(settings)
+    authenticator = authenticator or Authenticator.from_settings(settings)
     app = Flask("cds_service")
+    app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Errors are always answered by our JSON handlers, also under FLASK_DEBUG or TESTING.
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    app.config["TRAP_HTTP_EXCEPTIONS"] = False
+    app.config["TRAP_BAD_REQUEST_ERRORS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
     app.extensions["cds_runtime"] = runtime
     for module in (discovery, services, health):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
+    # Order matters: the request log starts first, preflights are answered before
+    # authentication, and authentication runs before any route reads the body.
     _register_request_log(app)
+    register_cors(app, settings.cors_origins)
+    register_authentication(app, authenticator)
     return app
 
 
@@ -50,6 +68,7 @@ def _register_request_log(app: Flask) -> None:
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
+            "pid": os.getpid(),
             "duration_ms": round(
                 (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
             ),
@@ -62,6 +81,11 @@ def _register_request_log(app: Flask) -> None:
             "fetched",
             "missing",
             "error",
+            "issuer",
+            "tenant",
+            "jti",
+            "auth_error",
+            "claimed_issuer",
         ):
             value = g.get(key)
             if value is not None:

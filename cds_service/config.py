@@ -6,10 +6,13 @@ it with a one-line reason naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_FHIR_DEADLINE_SECONDS = 2.0
@@ -71,6 +74,158 @@ def _date(environ: Mapping[str, str], name: str) -> date | None:
 
 
 @dataclass(frozen=True)
+class TrustedClient:
+    """A CDS client allowed to call the services: its JWT issuer and where its public keys are."""
+
+    issuer: str
+    # The JWK Set URL named by the tokens' `jku` header; fetched unless `jwks` is given.
+    jku: str | None = None
+    # An inline (pinned) JWK Set; when given, keys are never fetched.
+    jwks: Mapping[str, Any] | None = None
+    # When non-empty, the token's `tenant` claim must be one of these.
+    tenants: tuple[str, ...] = ()
+
+
+_CLIENT_MEMBERS = ("iss", "jku", "jwks", "tenant")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _is_key_set_url(url: str) -> bool:
+    # Keys travel over https; plain http only to this machine (local test servers).
+    parts = urlsplit(url)
+    if not parts.hostname or parts.fragment:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+
+
+def _trusted_client(entry: Any, where: str) -> TrustedClient:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a JSON object")
+    unknown = sorted(set(entry) - set(_CLIENT_MEMBERS))
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown member(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(_CLIENT_MEMBERS)}"
+        )
+    issuer = entry.get("iss")
+    if not isinstance(issuer, str) or not issuer.strip():
+        raise ConfigError(f'{where} needs "iss", the issuer its tokens carry')
+    jku, jwks = entry.get("jku"), entry.get("jwks")
+    if jku is None and jwks is None:
+        raise ConfigError(f'{where} needs "jku" (JWK Set URL) or "jwks" (inline JWK Set)')
+    if jku is not None and not (isinstance(jku, str) and _is_key_set_url(jku)):
+        raise ConfigError(
+            f'{where}: "jku" must be an https URL (http only for localhost), got {jku!r}'
+        )
+    if jwks is not None and not (
+        isinstance(jwks, dict) and isinstance(jwks.get("keys"), list) and jwks["keys"]
+    ):
+        raise ConfigError(f'{where}: "jwks" must be a JWK Set, {{"keys": [...]}}, with keys')
+    tenant = entry.get("tenant")
+    tenants = [tenant] if isinstance(tenant, str) else tenant
+    if tenants is not None and not (
+        isinstance(tenants, list) and all(isinstance(t, str) and t for t in tenants)
+    ):
+        raise ConfigError(f'{where}: "tenant" must be a string or a list of strings')
+    return TrustedClient(issuer, jku, jwks, tuple(tenants or ()))
+
+
+def _trusted_clients(environ: Mapping[str, str]) -> tuple[TrustedClient, ...]:
+    name = "CDS_TRUSTED_CLIENTS"
+    path = (environ.get(name) or "").strip()
+    if not path:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read {path!r}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{name}: {path!r} is not valid JSON ({error})") from None
+    # The canonical form is a list; {"clients": [...]} and a single client object are accepted.
+    if isinstance(document, dict):
+        document = document.get("clients", [document])
+    if not isinstance(document, list) or not document:
+        raise ConfigError(f"{name}: {path!r} must hold a non-empty JSON list of clients")
+    clients = tuple(
+        _trusted_client(entry, f"{name}: client {index}") for index, entry in enumerate(document)
+    )
+    issuers = [client.issuer for client in clients]
+    duplicates = sorted({issuer for issuer in issuers if issuers.count(issuer) > 1})
+    if duplicates:
+        raise ConfigError(f"{name}: issuer {duplicates[0]!r} is listed more than once")
+    return clients
+
+
+def _public_url(environ: Mapping[str, str], required: bool) -> str | None:
+    name = "CDS_PUBLIC_URL"
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        if required:
+            raise ConfigError(
+                f"{name} must be set when CDS_TRUSTED_CLIENTS is: "
+                "each JWT's aud is checked against {CDS_PUBLIC_URL}/cds-services/{id}"
+            )
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{name} must be an http(s) base URL like https://cds.example.org, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+def _origin(url: str, *, whole_url: bool = False) -> str | None:
+    """scheme://host[:port] of an origin (or, with whole_url, of any http(s) URL)."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if not whole_url and (parts.path or parts.query or parts.fragment):
+        return None
+    if parts.username or parts.password:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _cors_origins(
+    environ: Mapping[str, str], clients: tuple[TrustedClient, ...]
+) -> tuple[str, ...]:
+    name = "CDS_CORS_ORIGINS"
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        if not clients:
+            return ("*",)
+        # With authentication on, browsers may call only from the trusted issuers' own origins
+        # (the public sandbox signs as https://sandbox.cds-hooks.org, which is its origin).
+        derived = (_origin(client.issuer, whole_url=True) for client in clients)
+        return tuple(dict.fromkeys(origin for origin in derived if origin))
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if items == ["*"]:
+        return ("*",)
+    origins = []
+    for item in items:
+        origin = _origin(item)
+        if origin is None:
+            raise ConfigError(
+                f"{name} must be * or comma-separated origins like https://sandbox.cds-hooks.org, "
+                f"got {item!r}"
+            )
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
+
+
+def _replay_db(environ: Mapping[str, str]) -> str | None:
+    name = "CDS_REPLAY_DB"
+    path = (environ.get(name) or "").strip()
+    if not path:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{name}: folder {folder!r} does not exist")
+    return path
+
+
+@dataclass(frozen=True)
 class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_level: str = "INFO"
@@ -83,6 +238,12 @@ class Settings:
     # Connect and read timeout of one FHIR call; never more than the deadline.
     fhir_timeout_seconds: float = DEFAULT_FHIR_DEADLINE_SECONDS
     fhir_max_pages: int = DEFAULT_FHIR_MAX_PAGES
+    # Empty: development mode, service calls are accepted without a JWT.
+    trusted_clients: tuple[TrustedClient, ...] = ()
+    public_url: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    # SQLite file of used token ids (jti), shared by the workers; None: a private temporary file.
+    replay_db: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +258,7 @@ class Settings:
                 f"CDS_FHIR_TIMEOUT_SECONDS ({timeout:g}) must not exceed "
                 f"CDS_FHIR_DEADLINE_SECONDS ({deadline:g})"
             )
+        trusted_clients = _trusted_clients(env)
         return cls(
             max_body_bytes=_positive_int(env, "CDS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             log_level=_choice(env, "CDS_LOG_LEVEL", _LOG_LEVELS, "INFO"),
@@ -106,4 +268,8 @@ class Settings:
             fhir_deadline_seconds=deadline,
             fhir_timeout_seconds=timeout,
             fhir_max_pages=_positive_int(env, "CDS_FHIR_MAX_PAGES", DEFAULT_FHIR_MAX_PAGES),
+            trusted_clients=trusted_clients,
+            public_url=_public_url(env, required=bool(trusted_clients)),
+            cors_origins=_cors_origins(env, trusted_clients),
+            replay_db=_replay_db(env),
         )
