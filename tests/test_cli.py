@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from live_server import free_port, serve, wait_healthy
 
 from cds_service.cli import build_parser, main
 
@@ -21,54 +16,11 @@ FIXTURE = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"server exited: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
 def test_serve_starts_gunicorn_and_answers_hooks() -> None:
-    port = _free_port()
-    process = _serve(port, {"CDS_EVALUATION_DATE": "2026-11-22"}, workers=2)
+    port = free_port()
+    process = serve(port, {"CDS_EVALUATION_DATE": "2026-11-22"}, workers=2)
     try:
-        _wait_healthy(port, process)
+        wait_healthy(port, process)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/cds-services/back-pain-order-sign",
             data=(FIXTURE / "request.json").read_bytes(),
@@ -87,7 +39,7 @@ def test_serve_starts_gunicorn_and_answers_hooks() -> None:
 
 
 def test_serve_refuses_bad_configuration_with_one_line() -> None:
-    process = _serve(_free_port(), {"CDS_MAX_BODY_BYTES": "lots"})
+    process = serve(free_port(), {"CDS_MAX_BODY_BYTES": "lots"})
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert stderr.strip().splitlines() == [
@@ -100,5 +52,5 @@ def test_serve_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None
     assert "--workers" in capsys.readouterr().err
 
 
-def test_help_lists_serve() -> None:
+def test_help_listsserve() -> None:
     assert "serve" in build_parser().format_help()
