@@ -188,7 +188,11 @@ def test_tenant_allow_list(secure_client: ClientFactory, fixture_request: Any) -
 
 # --- refused ----------------------------------------------------------------------------------
 
-_NOW = int(time.time())
+
+def _now() -> int:
+    return int(time.time())
+
+
 _PUBLIC_PEM = (
     ec_key("P-384")
     .public_key()
@@ -201,14 +205,14 @@ _REFUSALS: dict[str, tuple[Callable[[SigningClient], dict[str, str]], str]] = {
     "basic-scheme": (lambda s: {"Authorization": "Basic dXNlcjpwYXNz"}, "no bearer token"),
     "garbage": (lambda s: bearer("not.a.jwt"), "malformed token"),
     "expired": (
-        lambda s: bearer(s.token(claims={"iat": _NOW - 900, "exp": _NOW - 600})),
+        lambda s: bearer(s.token(claims={"iat": _now() - 900, "exp": _now() - 600})),
         "expired",
     ),
     "iat-in-future": (
-        lambda s: bearer(s.token(claims={"iat": _NOW + 600, "exp": _NOW + 900})),
+        lambda s: bearer(s.token(claims={"iat": _now() + 600, "exp": _now() + 900})),
         "not yet valid",
     ),
-    "nbf-in-future": (lambda s: bearer(s.token(claims={"nbf": _NOW + 600})), "not yet valid"),
+    "nbf-in-future": (lambda s: bearer(s.token(claims={"nbf": _now() + 600})), "not yet valid"),
     "aud-other-service": (
         lambda s: bearer(s.token(PUBLIC_URL + "/cds-services/back-pain-patient-view")),
         "wrong audience",
@@ -265,7 +269,7 @@ _REFUSALS: dict[str, tuple[Callable[[SigningClient], dict[str, str]], str]] = {
     "no-iss": (lambda s: bearer(s.token(drop=("iss",))), "issuer not trusted"),
     "empty-jti": (lambda s: bearer(s.token(claims={"jti": ""})), "invalid jti"),
     "day-long-lifetime": (
-        lambda s: bearer(s.token(claims={"iat": _NOW, "exp": _NOW + 86400})),
+        lambda s: bearer(s.token(claims={"iat": _now(), "exp": _now() + 86400})),
         "lifetime too long",
     ),
 }
@@ -550,7 +554,7 @@ def test_logs_carry_issuer_and_reasons_but_no_token_or_patient_data(
     client = secure_client([signer.trusted(tenants=("org-7",))])
     request = fixture_request(FIXTURE)
     good = signer.token(claims={"tenant": "org-7"})
-    expired = signer.token(claims={"iat": _NOW - 900, "exp": _NOW - 600, "tenant": "org-7"})
+    expired = signer.token(claims={"iat": _now() - 900, "exp": _now() - 600, "tenant": "org-7"})
     with caplog.at_level("DEBUG", logger="cds_service"):
         ok = client.post(SIGN_PATH, json=request, headers={**bearer(good), "X-Request-ID": "r-1"})
         replayed = client.post(SIGN_PATH, json=request, headers=bearer(good))

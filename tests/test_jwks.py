@@ -241,7 +241,7 @@ def test_fetch_from_a_silent_server_gives_up() -> None:
 
 @pytest.fixture
 def dripping_server() -> Iterator[int]:
-    """Answers 200 and then sends one byte at a time, forever (until the client hangs up)."""
+    """Answers 200 and then sends one byte at a time (until the client hangs up)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -255,10 +255,12 @@ def dripping_server() -> Iterator[int]:
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n"
             )
+            # Bounded, so that a client without a deadline fails the test instead of hanging.
+            give_up = time.monotonic() + 5
             try:
-                while not stop.is_set():
+                while not stop.is_set() and time.monotonic() < give_up:
                     connection.sendall(b"1\r\n \r\n")
-                    time.sleep(0.05)
+                    time.sleep(0.02)
             except OSError:
                 pass
 

@@ -44,7 +44,7 @@ def _occupy_a_worker(port: int) -> socket.socket:
     """Half a request: the sync worker that accepts it waits on it until it is closed."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(f"POST {SIGN_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
-    time.sleep(0.5)  # ordering only: a worker must take it before the next connection comes
+    time.sleep(1.0)  # ordering only: a worker must take it before the next connection comes
     return sock
 
 
