@@ -30,8 +30,8 @@ from fhir_fakes import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
-from test_cli import _free_port, _wait_healthy
-from test_cli import _serve as start_service
+from live_server import free_port, wait_healthy
+from live_server import serve as start_service
 
 from cds_service.app import create_app
 from cds_service.golden import compare_cards
@@ -400,12 +400,12 @@ def test_gunicorn_workers_fetch_and_survive_a_stalled_server(templates: dict[str
             return Reply.json({}, delay=10)
         return routes.get(unquote(path), Reply.json({}, status=404))
 
-    port = _free_port()
+    port = free_port()
     env = {"CDS_EVALUATION_DATE": "2026-11-22", "CDS_FHIR_DEADLINE_SECONDS": "1"}
     process = start_service(port, env, workers=2)
     try:
         with local_fhir_server(respond) as fhir:
-            _wait_healthy(port, process)
+            wait_healthy(port, process)
             stripped = copy.deepcopy(request)
             del stripped["prefetch"]
             stripped["fhirServer"] = fhir.base_url
