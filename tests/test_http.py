@@ -221,7 +221,7 @@ def test_malformed_resource_is_skipped_not_fatal(client: FlaskClient, fixture_re
                     "coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G83.4"}]
                 },
                 "onsetDateTime": "not-a-date",
-                "subject": {"reference": "Patient/pt-ana"},
+                "subject": {"reference": "Patient/" + request["context"]["patientId"]},
             }
         }
     )
@@ -260,5 +260,5 @@ def test_request_log_has_decisions_and_no_patient_data(
     assert entry["status"] == 200
     assert sorted(entry["topics"]) == ["exercise-therapy", "opioid-avoidance"]
     everything = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-    for secret in ("Moreno", "1986-04-12", "pt-ana"):
+    for secret in ("Moreno", "1986-04-12", request["context"]["patientId"]):
         assert secret not in everything

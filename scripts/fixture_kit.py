@@ -1,0 +1,468 @@
+"""Building blocks for the fixture scenarios of `build_fixtures.py`: FHIR R4 resources, the
+CDS Hooks request, the transaction Bundle and the golden cards of one scenario.
+
+Resources are written against a persona (a reusable kind of patient: age, sex, name) and a
+short local id such as `cond-lbp`. A Scenario then gives every resource an id that is unique
+across the whole library (`<patient id>-<local id>`, the patient id being `bpcds-<scenario>`),
+so that the Bundles of all scenarios can be loaded into one FHIR server without colliding.
+Draft orders keep their local ids: they live only in the request, never on a server.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+EVALUATION_DATE = date(2026, 11, 22)
+FHIR_SERVER = "https://ehr.example.org/fhir"
+PATIENT_ID_PREFIX = "bpcds-"
+MAX_FHIR_ID = 64
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10_OID = "urn:oid:2.16.840.1.113883.6.90"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+RXNORM_OID = "urn:oid:2.16.840.1.113883.6.88"
+LOINC = "http://loinc.org"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+# Every fixture resource carries this tag, so an integrator can find (and delete) them all on a
+# shared FHIR server with `_tag=<system>|<code>`.
+FIXTURE_TAG = {
+    "system": "http://example.org/fhir/back-pain-cds/CodeSystem/fixture",
+    "code": "back-pain-cds-fixture",
+    "display": "Back-pain CDS fixture library",
+}
+
+SERVICE_FOR_HOOK = {
+    "order-sign": "back-pain-order-sign",
+    "order-select": "back-pain-order-select",
+    "patient-view": "back-pain-patient-view",
+}
+
+Code = tuple[str, str, str]  # (system, code, display)
+
+
+def day(days_ago: int) -> str:
+    return (EVALUATION_DATE - timedelta(days=days_ago)).isoformat()
+
+
+def instant(days_ago: int) -> str:
+    return day(days_ago) + "T09:30:00Z"
+
+
+def codeable(system: str, code: str, display: str, text: str | None = None) -> dict[str, Any]:
+    concept: dict[str, Any] = {"coding": [{"system": system, "code": code, "display": display}]}
+    if text:
+        concept["text"] = text
+    return concept
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A kind of patient several scenarios reuse; each scenario gets its own Patient."""
+
+    key: str
+    birth_date: str
+    gender: str
+    given: str
+    family: str
+
+    @property
+    def reference(self) -> str:
+        return f"Patient/{self.key}"
+
+    def resource(self, patient_id: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Patient",
+            "id": patient_id,
+            "name": [{"use": "official", "family": self.family, "given": [self.given]}],
+            "gender": self.gender,
+            "birthDate": self.birth_date,
+        }
+
+
+def condition(
+    patient: Persona,
+    rid: str,
+    system: str,
+    code: str,
+    display: str,
+    *,
+    onset_days_ago: int | None = None,
+    clinical: str | None = "active",
+    verification: str = "confirmed",
+    category: str = "problem-list-item",
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "id": rid,
+        "verificationStatus": {
+            "coding": [{"system": CONDITION_VERIFICATION, "code": verification}]
+        },
+        "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": category}]}],
+        "code": codeable(system, code, display),
+        "subject": {"reference": patient.reference},
+    }
+    if clinical:
+        resource["clinicalStatus"] = {"coding": [{"system": CONDITION_CLINICAL, "code": clinical}]}
+    if onset_days_ago is not None:
+        resource["onsetDateTime"] = day(onset_days_ago)
+        resource["recordedDate"] = day(onset_days_ago)
+    return resource
+
+
+def _order(
+    resource_type: str,
+    patient: Persona,
+    rid: str,
+    what: dict[str, Any],
+    *,
+    status: str,
+    authored_days_ago: int | None,
+    reason: Code | None,
+) -> dict[str, Any]:
+    """A MedicationRequest or ServiceRequest: `what` is the drug or service element."""
+    resource: dict[str, Any] = {
+        "resourceType": resource_type,
+        "id": rid,
+        "status": status,
+        "intent": "order",
+        **what,
+        "subject": {"reference": patient.reference},
+    }
+    if authored_days_ago is not None:
+        resource["authoredOn"] = day(authored_days_ago)
+    if reason:
+        resource["reasonCode"] = [codeable(*reason)]
+    return resource
+
+
+def medication_request(
+    patient: Persona,
+    rid: str,
+    code: str | None,
+    display: str,
+    *,
+    status: str = "active",
+    authored_days_ago: int | None = 0,
+    reason: Code | None = None,
+    text_only: bool = False,
+    system: str = RXNORM,
+) -> dict[str, Any]:
+    medication = (
+        {"text": display} if text_only or code is None else codeable(system, code, display, display)
+    )
+    return _order(
+        "MedicationRequest",
+        patient,
+        rid,
+        {"medicationCodeableConcept": medication},
+        status=status,
+        authored_days_ago=authored_days_ago,
+        reason=reason,
+    )
+
+
+def medication(rid: str, code: str, display: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Medication",
+        "id": rid,
+        "code": codeable(RXNORM, code, display, display),
+    }
+
+
+def medication_request_by_reference(
+    patient: Persona,
+    rid: str,
+    medication_id: str,
+    *,
+    status: str = "active",
+    authored_days_ago: int = 0,
+) -> dict[str, Any]:
+    return _order(
+        "MedicationRequest",
+        patient,
+        rid,
+        {"medicationReference": {"reference": f"Medication/{medication_id}"}},
+        status=status,
+        authored_days_ago=authored_days_ago,
+        reason=None,
+    )
+
+
+def service_request(
+    patient: Persona,
+    rid: str,
+    system: str | None,
+    code: str | None,
+    display: str,
+    *,
+    status: str = "draft",
+    authored_days_ago: int | None = 0,
+    reason: Code | None = None,
+) -> dict[str, Any]:
+    code_element = (
+        codeable(system, code, display, display) if system and code else {"text": display}
+    )
+    return _order(
+        "ServiceRequest",
+        patient,
+        rid,
+        {"code": code_element},
+        status=status,
+        authored_days_ago=authored_days_ago,
+        reason=reason,
+    )
+
+
+def _vital_sign(
+    patient: Persona, rid: str, code: Code, days_ago: int, quantity: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs"}]}],
+        "code": codeable(*code),
+        "subject": {"reference": patient.reference},
+        "effectiveDateTime": instant(days_ago),
+        "valueQuantity": quantity,
+    }
+
+
+def temperature(
+    patient: Persona, rid: str, value: float, unit: str, days_ago: int
+) -> dict[str, Any]:
+    ucum = "Cel" if unit == "C" else "[degF]"
+    shown = "C" if unit == "C" else "degF"
+    quantity = {"value": value, "unit": shown, "system": UCUM, "code": ucum}
+    return _vital_sign(patient, rid, (LOINC, "8310-5", "Body temperature"), days_ago, quantity)
+
+
+def weight(
+    patient: Persona, rid: str, value: float, days_ago: int, unit: str = "kg"
+) -> dict[str, Any]:
+    shown = "kg" if unit == "kg" else "lb"
+    quantity = {"value": value, "unit": shown, "system": UCUM, "code": unit}
+    return _vital_sign(patient, rid, (LOINC, "29463-7", "Body weight"), days_ago, quantity)
+
+
+def procedure(
+    patient: Persona, rid: str, system: str, code: str, display: str, days_ago: int
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Procedure",
+        "id": rid,
+        "status": "completed",
+        "code": codeable(system, code, display),
+        "subject": {"reference": patient.reference},
+        "performedDateTime": day(days_ago),
+    }
+
+
+@dataclass
+class Expected:
+    """One golden card: topic, indicator and the actions of each suggestion."""
+
+    topic: str
+    indicator: str
+    suggestions: list[list[str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"topic": self.topic, "indicator": self.indicator, "suggestions": self.suggestions}
+
+
+def _stable_uuid(text: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"back-pain-cds/fixtures/{text}"))
+
+
+def _rewrite_references(node: Any, mapping: dict[str, str]) -> Any:
+    """Every `reference` string that names a renamed resource, renamed."""
+    if isinstance(node, dict):
+        return {
+            key: (
+                mapping.get(value, value)
+                if key == "reference" and isinstance(value, str)
+                else _rewrite_references(value, mapping)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_references(item, mapping) for item in node]
+    return node
+
+
+def _tagged(resource: dict[str, Any]) -> dict[str, Any]:
+    tagged = dict(resource)
+    tagged["meta"] = {"tag": [dict(FIXTURE_TAG)]}
+    return tagged
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    hook: str
+    patient: Persona
+    # What the scenario demonstrates, in the library's words (see FEATURES in build_fixtures.py).
+    shows: list[str]
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    medications: list[dict[str, Any]] = field(default_factory=list)
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    procedures: list[dict[str, Any]] = field(default_factory=list)
+    service_requests: list[dict[str, Any]] = field(default_factory=list)
+    drafts: list[dict[str, Any]] = field(default_factory=list)
+    selections: list[str] | None = None
+    expected: list[Expected] = field(default_factory=list)
+    encounter_id: str | None = "enc-1"
+    # Topics firing, and "<topic> (negative)" for topics this scenario shows staying silent.
+    tags: list[str] = field(default_factory=list)
+    # Edits the finished request only (never the Bundle), for messy real-world shapes.
+    mutate: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def patient_id(self) -> str:
+        return PATIENT_ID_PREFIX + self.name
+
+    def _history(self) -> dict[str, list[dict[str, Any]]]:
+        """The scenario's stored resources per prefetch key, with library-unique ids."""
+        groups = {
+            "conditions": self.conditions,
+            "medications": self.medications,
+            "observations": self.observations,
+            "procedures": self.procedures,
+            "servicerequests": self.service_requests,
+        }
+        renamed = {self.patient.reference: f"Patient/{self.patient_id}"}
+        for resources in groups.values():
+            for resource in resources:
+                new_id = f"{self.patient_id}-{resource['id']}"
+                if len(new_id) > MAX_FHIR_ID:
+                    raise ValueError(f"{self.name}: id {new_id!r} is longer than {MAX_FHIR_ID}")
+                renamed[f"{resource['resourceType']}/{resource['id']}"] = (
+                    f"{resource['resourceType']}/{new_id}"
+                )
+        scoped: dict[str, list[dict[str, Any]]] = {}
+        for key, resources in groups.items():
+            scoped[key] = []
+            for resource in resources:
+                copied = _rewrite_references(copy.deepcopy(resource), renamed)
+                copied["id"] = f"{self.patient_id}-{resource['id']}"
+                scoped[key].append(_tagged(copied))
+        return scoped
+
+    def patient_resource(self) -> dict[str, Any]:
+        return _tagged(self.patient.resource(self.patient_id))
+
+    def _drafts(self) -> list[dict[str, Any]]:
+        renamed = {self.patient.reference: f"Patient/{self.patient_id}"}
+        return [_rewrite_references(copy.deepcopy(r), renamed) for r in self.drafts]
+
+    def request(self) -> dict[str, Any]:
+        context: dict[str, Any] = {
+            "userId": "Practitioner/dr-lee",
+            "patientId": self.patient_id,
+        }
+        if self.encounter_id:
+            context["encounterId"] = self.encounter_id
+        if self.hook != "patient-view":
+            context["draftOrders"] = {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": r} for r in self._drafts()],
+            }
+        if self.hook == "order-select":
+            context["selections"] = self.selections or [
+                f"{r['resourceType']}/{r['id']}" for r in self.drafts
+            ]
+        prefetch: dict[str, Any] = {"patient": self.patient_resource()}
+        for key, resources in self._history().items():
+            prefetch[key] = _searchset(resources)
+        request = {
+            "hook": self.hook,
+            "hookInstance": _stable_uuid(self.name),
+            "fhirServer": FHIR_SERVER,
+            "context": context,
+            "prefetch": prefetch,
+        }
+        if self.mutate:
+            self.mutate(request)
+        return request
+
+    def bundle(self) -> dict[str, Any]:
+        """The stored resources as an idempotent FHIR transaction (PUT with stable ids)."""
+        history = self._history()
+        resources = [self.patient_resource()]
+        medications = history["medications"]
+        resources += [r for r in medications if r["resourceType"] == "Medication"]
+        resources += history["conditions"]
+        resources += [r for r in medications if r["resourceType"] != "Medication"]
+        for key in ("observations", "procedures", "servicerequests"):
+            resources += history[key]
+        return {
+            "resourceType": "Bundle",
+            "id": f"{self.patient_id}-load",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{_stable_uuid(r['resourceType'] + '/' + r['id'])}",
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
+                for r in resources
+            ],
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "service": SERVICE_FOR_HOOK[self.hook],
+            "hook": self.hook,
+            "patientId": self.patient_id,
+            "evaluationDate": EVALUATION_DATE.isoformat(),
+            "shows": self.shows,
+            "tags": self.tags,
+        }
+
+    def expected_cards(self) -> dict[str, Any]:
+        return {"cards": [e.as_json() for e in self.expected]}
+
+
+def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A prefetch search result as an EHR returns it; `None` ("asked, no data") when empty."""
+    if not resources:
+        return None
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": sum(1 for r in resources if r["resourceType"] != "Medication"),
+        "entry": [
+            {
+                "fullUrl": f"{FHIR_SERVER}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                # Medications come along as _include'd resources of the MedicationRequests.
+                "search": {"mode": "include" if r["resourceType"] == "Medication" else "match"},
+            }
+            for r in resources
+        ],
+    }
+
+
+def orderable_signature(root: Path, name: str) -> str:
+    """The golden form of a suggested order, from the packaged orderables data."""
+    data = json.loads((root / "cds_service/terminology/data/orderables.json").read_text())
+    spec = data["orderables"][name]
+    coding = spec["code"]["coding"][0]
+    return f"create {spec['resourceType']} {coding['system']}|{coding['code']}"
