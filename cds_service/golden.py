@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -51,12 +52,42 @@ def _key(signature: Mapping[str, Any]) -> str:
     return json.dumps(signature, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class CardDifferences:
+    """Golden cards the service did not return, and returned cards no golden card matches."""
+
+    missing: list[dict[str, Any]]
+    unexpected: list[dict[str, Any]]
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected)
+
+
+def card_differences(
+    expected: Iterable[Mapping[str, Any]], actual_cards: Iterable[Mapping[str, Any]]
+) -> CardDifferences:
+    wanted = Counter(_key(_normalised(e)) for e in expected)
+    got = Counter(_key(card_signature(c)) for c in actual_cards)
+    return CardDifferences(
+        missing=[json.loads(key) for key in sorted((wanted - got).elements())],
+        unexpected=[json.loads(key) for key in sorted((got - wanted).elements())],
+    )
+
+
+def describe_signature(signature: Mapping[str, Any]) -> str:
+    """One line for people: `topic (indicator)` and the actions of each suggestion."""
+    text = f"{signature['topic']} ({signature['indicator']})"
+    suggestions = signature.get("suggestions") or []
+    if suggestions:
+        text += " suggestions: " + " | ".join(" + ".join(actions) for actions in suggestions)
+    return text
+
+
 def compare_cards(
     expected: Iterable[Mapping[str, Any]], actual_cards: Iterable[Mapping[str, Any]]
 ) -> list[str]:
     """Differences between golden signatures and returned cards; empty when they match."""
-    wanted = Counter(_key(_normalised(e)) for e in expected)
-    got = Counter(_key(card_signature(c)) for c in actual_cards)
-    problems = [f"missing card: {key}" for key in sorted((wanted - got).elements())]
-    problems += [f"unexpected card: {key}" for key in sorted((got - wanted).elements())]
+    differences = card_differences(expected, actual_cards)
+    problems = [f"missing card: {_key(s)}" for s in differences.missing]
+    problems += [f"unexpected card: {_key(s)}" for s in differences.unexpected]
     return problems
