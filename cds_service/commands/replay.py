@@ -73,9 +73,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default table)"
     )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress counter on stderr"
-    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress counter on stderr")
     parser.set_defaults(handler=run)
 
 

@@ -8,7 +8,7 @@ checked here. Error messages name the place of a problem, never the value found 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -36,33 +36,79 @@ def schema_validator(name: str) -> jsonschema.protocols.Validator:
     return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
 
 
-def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
-    """(JSON path, message) for one schema violation, without quoting the offending value."""
-    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+_SHAPES = {
+    "request": "CDS Hooks 2.0 request",
+    "response": "CDS Hooks 2.0 response",
+    "discovery": "CDS Hooks 2.0 discovery response",
+    "feedback": "CDS Hooks 2.0 feedback",
+}
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """`$.context.draftOrders.entry[0]` from a sequence of member names and indexes."""
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _expected_form(pattern_or_format: str) -> str:
+    if "[A-Za-z]+/" in pattern_or_format:
+        return "must be a relative reference like ResourceType/id"
+    if pattern_or_format == r"^[^/\s]+$":
+        return "must be a FHIR id (no '/' and no whitespace)"
+    if pattern_or_format == "uuid" or "{8}-" in pattern_or_format:
+        return "must be a UUID"
+    if pattern_or_format in {"uri", "date-time"} or "://" in pattern_or_format:
+        return f"must be an absolute {'URL' if pattern_or_format != 'date-time' else 'date-time'}"
+    return "is not in the expected form"
+
+
+def _describe(error: jsonschema.ValidationError, shape: str) -> tuple[str, str]:
+    """(JSON path, message) for one schema violation, without quoting the offending value.
+
+    Member names may be named (they are the document's structure, not its data).
+    """
+    path = json_path(error.absolute_path)
     validator = error.validator
+    expected = error.validator_value
+    instance = error.instance
     if validator == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+        missing = [name for name in expected if name not in (instance or {})]
         names = ", ".join(missing) or "a required member"
         return path, f"{path}: missing required member {names}"
-    if validator == "type":
-        return path, f"{path}: must be of type {error.validator_value}"
-    if validator in {"minLength", "minItems"}:
-        return path, f"{path}: must not be empty"
-    if validator in {"pattern", "format"}:
-        return path, f"{path}: is not in the expected form"
-    if validator in {"enum", "const"}:
-        return path, f"{path}: is not one of the allowed values"
     if validator == "dependentRequired":
-        return path, f"{path}: fhirAuthorization requires fhirServer"
-    return path, f"{path}: does not match the CDS Hooks 2.0 request shape ({validator})"
+        present = [name for name in expected if isinstance(instance, dict) and name in instance]
+        needs = sorted({n for name in present for n in expected[name] if n not in instance})
+        return path, f"{path}: {', '.join(present)} requires {', '.join(needs)}"
+    if validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = set((error.schema or {}).get("properties", {}))
+        unknown = sorted(name for name in instance if name not in allowed)
+        return path, f"{path}: unknown member {', '.join(unknown)} (not in the {shape})"
+    if validator == "type":
+        return path, f"{path}: must be of type {expected}"
+    if validator in {"minLength", "minItems", "minProperties"}:
+        return path, f"{path}: must not be empty"
+    if validator == "maxLength":
+        return path, f"{path}: must be at most {expected} characters"
+    if validator in {"pattern", "format"}:
+        return path, f"{path}: {_expected_form(str(expected))}"
+    if validator in {"enum", "const"}:
+        allowed_values = expected if isinstance(expected, list) else [expected]
+        shown = ", ".join(str(v) for v in allowed_values)
+        return path, f"{path}: is not one of the allowed values ({shown})"
+    if validator == "not" and path.endswith(".suggestions"):
+        return path, (
+            f"{path}: with selectionBehavior at-most-one, at most one suggestion may be "
+            "recommended"
+        )
+    return path, f"{path}: does not match the {shape} shape ({validator})"
 
 
 def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
     """Every violation of a packaged schema, deepest first, as (path, message)."""
     validator = schema_validator(name)
+    shape = _SHAPES.get(name, name)
     errors = sorted(
         validator.iter_errors(document),
-        key=lambda e: (-len(e.absolute_path), list(e.absolute_path)),
+        key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path))),
     )
     leaves: list[jsonschema.ValidationError] = []
     for error in errors:
@@ -71,7 +117,7 @@ def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
         leaves.extend(error.context if wraps else [error])
     seen: dict[str, tuple[str, str]] = {}
     for error in leaves:
-        path, message = _describe(error)
+        path, message = _describe(error, shape)
         seen.setdefault(message, (path, message))
     return list(seen.values())
 
