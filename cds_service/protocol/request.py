@@ -96,8 +96,7 @@ def _describe(error: jsonschema.ValidationError, shape: str) -> tuple[str, str]:
         return path, f"{path}: is not one of the allowed values ({shown})"
     if validator == "not" and path.endswith(".suggestions"):
         return path, (
-            f"{path}: with selectionBehavior at-most-one, at most one suggestion may be "
-            "recommended"
+            f"{path}: with selectionBehavior at-most-one, at most one suggestion may be recommended"
         )
     return path, f"{path}: does not match the {shape} shape ({validator})"
 
