@@ -11,7 +11,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from cds_service.config import Settings
-from cds_service.http import discovery, health, services
+from cds_service.http import discovery, health, openapi, services
 from cds_service.http.auth import Authenticator, register_authentication
 from cds_service.http.body import BoundedRequest
 from cds_service.http.cors import register_cors
@@ -41,7 +41,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
     app.extensions["cds_runtime"] = runtime
-    for module in (discovery, services, health):
+    for module in (discovery, services, health, openapi):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     # Order matters: the request log starts first, preflights are answered before
