@@ -52,6 +52,7 @@ def test_wheel_contains_cards_terminology_and_schemas(tmp_path: Path) -> None:
     assert "cds_service/terminology/data/orderables.json" in names
     assert any(n.startswith("cds_service/terminology/data/valuesets/") for n in names)
     assert "cds_service/protocol/schemas/request.schema.json" in names
+    assert "cds_service/http/openapi.json" in names
 
 
 def test_every_python_package_is_listed_in_pyproject() -> None:
