@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import responses
 from conftest import FIXTURES, fixture_dirs, load_fixture
-from test_cli import _free_port, _serve, _wait_healthy
+from live_server import free_port, running_server
 
 from cds_service.cli import main
 from cds_service.tooling.dates import shift_dates
@@ -160,7 +160,7 @@ def test_http_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str])
 
 
 def test_unreachable_service_stops_the_run(capsys: pytest.CaptureFixture[str]) -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     names = [TRAMADOL, "no-back-pain-opioid", "glucosamine-text-only"]
     code = main(
         ["replay", *(str(FIXTURES / n) for n in names), "--url", f"http://127.0.0.1:{port}"]
@@ -186,16 +186,8 @@ def test_replay_against_a_running_server_with_shifted_dates(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README walk-through: a real server whose today is not the fixtures' date."""
-    port = _free_port()
-    process = _serve(port, {"CDS_EVALUATION_DATE": "2027-07-04"}, workers=2)
-    try:
-        _wait_healthy(port, process)
-        code = main(
-            ["replay", str(FIXTURES), "--url", f"http://127.0.0.1:{port}", "--today", "2027-07-04"]
-        )
-    finally:
-        process.terminate()
-        process.communicate(timeout=20)
+    with running_server(free_port(), {"CDS_EVALUATION_DATE": "2027-07-04"}, workers=2) as server:
+        code = main(["replay", str(FIXTURES), "--url", server.base_url, "--today", "2027-07-04"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"{len(fixture_dirs())} passed, 0 failed" in out
