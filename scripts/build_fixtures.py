@@ -1362,7 +1362,7 @@ def index_markdown(all_scenarios: list[Scenario]) -> str:
         "`tags` (topics firing; `<topic> (negative)` for topics shown staying silent) |",
         "| `request.json` | the complete CDS Hooks request, prefetch included |",
         "| `expected.json` | the golden cards: topic, indicator and each suggestion's actions "
-        "(`delete <Type/id>`, `create <Type> <system>|<code>`); never uuids or wording |",
+        "(`delete <Type/id>`, `create <Type> <system>\\|<code>`); never uuids or wording |",
         "| `bundle.json` | the scenario's stored FHIR R4 resources (Patient, Conditions, "
         "MedicationRequests and Medications, Observations, Procedures, ServiceRequests; not the "
         "draft orders) as a transaction Bundle of `PUT`s with stable ids |",
