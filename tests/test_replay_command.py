@@ -237,3 +237,15 @@ def test_shift_dates_moves_full_dates_only() -> None:
     assert shifted["notADate"] == "2026-13-45" and shifted["text"] == "seen 2026-11-20"
     assert document["birthDate"] == "1986-04-12"  # the original is untouched
     assert shift_dates(document, 0) == document
+
+
+def test_in_process_replay_needs_no_client_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = FIXTURES.parent / "examples" / "trusted-clients.sandbox.json"
+    monkeypatch.setenv("CDS_TRUSTED_CLIENTS", str(examples))
+    monkeypatch.setenv("CDS_PUBLIC_URL", "http://localhost:8080")
+    assert main(["replay", str(FIXTURES / TRAMADOL), "--no-progress"]) == 0
+    monkeypatch.setenv("CDS_MAX_BODY_BYTES", "lots")
+    assert main(["replay", str(FIXTURES / TRAMADOL)]) == 2
+    assert "CDS_MAX_BODY_BYTES must be a whole number" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cds_service.config import ConfigError
 from cds_service.tooling.library import Fixture, FixtureError, discover
 from cds_service.tooling.progress import Progress
 from cds_service.tooling.remote import UsageError, base_url, parse_headers
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fixtures = discover(args.paths)
         target = _target(args)
-    except (FixtureError, UsageError) as error:
+    except (FixtureError, UsageError, ConfigError) as error:
         print(f"cds-service replay: {error}", file=sys.stderr)
         return 2
     if args.url is None:

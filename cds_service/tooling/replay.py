@@ -96,7 +96,9 @@ class InProcessTarget:
         if today not in self._clients:
             from cds_service.app import create_app
 
-            app = create_app(replace(self._settings, evaluation_date=today))
+            # The fixtures' requests carry no client JWT: the in-process service checks none.
+            settings = replace(self._settings, evaluation_date=today, trusted_clients=())
+            app = create_app(settings)
             self._clients[today] = app.test_client()
         return self._clients[today]
 
