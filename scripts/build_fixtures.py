@@ -883,7 +883,7 @@ def exclusion_and_contraindication_scenarios(g: Golden) -> list[Scenario]:
         Scenario(
             name="opioid-hospice-excluded",
             description="Oxycodone/acetaminophen drafted for a patient admitted to hospice 20 "
-            "days ago: opioid advice does not apply.",
+            "days ago: opioid advice does not apply, nor does rehabilitation advice.",
             hook="order-sign",
             patient=ben,
             shows=[EX_HOSPICE],
@@ -894,8 +894,8 @@ def exclusion_and_contraindication_scenarios(g: Golden) -> list[Scenario]:
                 )
             ],
             drafts=[_draft(ben, "rx-oxy", OXY_APAP)],
-            expected=[g.exercise()],
-            tags=["opioid-avoidance (negative)", "exclusion", "exercise-therapy"],
+            expected=[],
+            tags=["opioid-avoidance (negative)", "exclusion", "exercise-therapy (negative)"],
         ),
         Scenario(
             name="opioid-sickle-cell-excluded",

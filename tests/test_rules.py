@@ -518,3 +518,17 @@ def test_rules_needing_missing_data_stay_silent() -> None:
     evaluation = evaluate(rec)
     assert Topic.OPIOID_AVOIDANCE in evaluation.skipped
     assert "opioid-avoidance" not in [f.topic.value for f in evaluation.findings]
+
+
+def test_end_of_life_care_holds_back_rehabilitation_advice() -> None:
+    chronic = cond(K.BACK_PAIN_LOW, onset=120)
+    assert {"exercise-therapy", "chronic-pain-assessment"} <= set(
+        topics(record(hook="patient-view", conditions=[chronic]))
+    )
+    terminal = cond(K.END_OF_LIFE, rid="eol")
+    assert topics(record(hook="patient-view", conditions=[chronic, terminal])) == []
+    hospice = ProcedureEntry(frozenset({K.HOSPICE_CARE}), (), "hospice", "completed", ago(20))
+    assert topics(record(hook="patient-view", conditions=[chronic], procedures=[hospice])) == []
+    # Sickle cell disease silences only the opioid advice.
+    sickle = cond(K.SICKLE_CELL_DISEASE, rid="scd")
+    assert "exercise-therapy" in topics(record(hook="patient-view", conditions=[chronic, sickle]))

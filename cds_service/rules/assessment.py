@@ -366,9 +366,15 @@ class Assessment:
         record = self.record
         if record.active_conditions_with(Concept.ACTIVE_CANCER):
             return True
-        if record.active_conditions_with(Concept.END_OF_LIFE):
-            return True
         if record.conditions_with(Concept.SICKLE_CELL_DISEASE):
+            return True
+        return self.in_end_of_life_care
+
+    @cached_property
+    def in_end_of_life_care(self) -> bool:
+        """A terminal condition, or hospice care ordered or given in the last year."""
+        record = self.record
+        if record.active_conditions_with(Concept.END_OF_LIFE):
             return True
         if any(
             o.has(Concept.HOSPICE_CARE) and o.is_active and not o.is_draft for o in record.orders

@@ -207,9 +207,13 @@ def avoid_spinal_injection(a: Assessment) -> list[Finding]:
     ]
 
 
+def _routine_advice_unfit(a: Assessment) -> bool:
+    """An emergency red flag, or end-of-life care: rehabilitation advice would only distract."""
+    return a.has_critical_red_flag or a.in_end_of_life_care
+
+
 def exercise_therapy(a: Assessment) -> list[Finding]:
-    # With an emergency red flag, routine therapy advice would only distract.
-    if not a.invites_general_advice or a.physical_therapy_in_place or a.has_critical_red_flag:
+    if not a.invites_general_advice or a.physical_therapy_in_place or _routine_advice_unfit(a):
         return []
     return [
         Finding(
@@ -228,7 +232,7 @@ def chronic_pain_assessment(a: Assessment) -> list[Finding]:
     days = a.pain_duration_days
     if days is None or days < CHRONIC_PAIN_DAYS or not a.invites_general_advice:
         return []
-    if a.has_critical_red_flag:
+    if _routine_advice_unfit(a):
         return []
     refer = days >= REFERRAL_PAIN_DAYS and not a.pain_referral_in_place
     return [
