@@ -53,23 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ContentError) as error:
         print(f"cds-service: configuration error: {error}", file=sys.stderr)
         return 2
-    from gunicorn.app.base import BaseApplication
-
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("worker_class", "sync")
-            self.cfg.set("timeout", args.timeout)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("preload_app", True)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-            self.cfg.set("proc_name", "cds-service")
-
-        def load(self) -> Any:
-            return app
-
+    server = gunicorn_server(
+        app, bind=f"{args.host}:{args.port}", workers=args.workers, timeout=args.timeout
+    )
     if settings.evaluation_date:
         log.warning(
             "CDS_EVALUATION_DATE pins today's date; use only for tests and fixture replays",
@@ -83,5 +69,30 @@ def run(args: argparse.Namespace) -> int:
             "workers": args.workers,
         },
     )
-    _Server().run()
+    server.run()
     return 0
+
+
+def gunicorn_server(
+    app: Any, *, bind: str, workers: int, timeout: int, proc_name: str = "cds-service"
+) -> Any:
+    """gunicorn with sync workers and the app loaded before forking (bench/ runs its bare
+    Flask baseline with these very settings)."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "sync")
+            self.cfg.set("timeout", timeout)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("preload_app", True)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+            self.cfg.set("proc_name", proc_name)
+
+        def load(self) -> Any:
+            return app
+
+    return _Server()

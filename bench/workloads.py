@@ -1,0 +1,414 @@
+"""The hook calls the benchmark sends: realistic back-pain patients, built from today's date.
+
+Every request is generated, not read from a fixture, so sizes are exact and the dates stay
+meaningful ("onset 12 days ago") on whatever day the benchmark runs. Each workload also names
+the card topics its answer must carry: a fast answer without the right cards is a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+_CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+_OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+PATIENT_ID = "bench-patient"
+ORDER_SIGN = "back-pain-order-sign"
+
+# Ordinary chronic problems of a middle-aged primary-care patient; none bears on the guideline.
+_PROBLEMS = (
+    ("I10", "Essential (primary) hypertension"),
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("E78.5", "Hyperlipidemia, unspecified"),
+    ("E66.9", "Obesity, unspecified"),
+    ("K21.9", "Gastro-esophageal reflux disease without esophagitis"),
+    ("J45.909", "Unspecified asthma, uncomplicated"),
+    ("J30.9", "Allergic rhinitis, unspecified"),
+    ("M17.11", "Unilateral primary osteoarthritis, right knee"),
+    ("G47.00", "Insomnia, unspecified"),
+    ("E55.9", "Vitamin D deficiency, unspecified"),
+    ("Z87.891", "Personal history of nicotine dependence"),
+    ("H52.4", "Presbyopia"),
+    ("L40.0", "Psoriasis vulgaris"),
+    ("N40.0", "Benign prostatic hyperplasia without lower urinary tract symptoms"),
+)
+_MEDICATIONS = (
+    ("314076", "lisinopril 10 MG Oral Tablet"),
+    ("860975", "metformin hydrochloride 500 MG 24HR Extended Release Oral Tablet"),
+    ("617312", "atorvastatin 40 MG Oral Tablet"),
+    ("198053", "omeprazole 20 MG Delayed Release Oral Capsule"),
+    ("745679", "albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"),
+    ("1049630", "fluticasone propionate 0.05 MG/ACTUAT Nasal Spray"),
+    ("197361", "amlodipine 5 MG Oral Tablet"),
+    ("311036", "insulin lispro 100 UNT/ML Injectable Solution"),
+    ("310798", "hydrochlorothiazide 25 MG Oral Tablet"),
+    ("636671", "cetirizine hydrochloride 10 MG Oral Tablet"),
+    ("866924", "metoprolol succinate 25 MG Extended Release Oral Tablet"),
+    ("1807632", "ergocalciferol 1.25 MG Oral Capsule"),
+)
+_PROCEDURES = (
+    ("73761001", "Colonoscopy"),
+    ("80146002", "Appendectomy"),
+    ("71651007", "Mammography"),
+    ("252416005", "Histopathology test"),
+    ("410006001", "Digital examination of rectum"),
+    ("46973005", "Blood pressure taking"),
+)
+_SERVICES = (
+    ("4548-4", LOINC, "Hemoglobin A1c/Hemoglobin.total in Blood"),
+    ("2093-3", LOINC, "Cholesterol [Mass/volume] in Serum or Plasma"),
+    ("24323-8", LOINC, "Comprehensive metabolic panel - Serum or Plasma"),
+    ("58410-2", LOINC, "CBC panel - Blood by Automated count"),
+    ("410620009", SNOMED, "Well child visit"),
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    service: str
+    request: dict[str, Any]
+    expected_topics: frozenset[str]  # the answer must carry exactly these card topics
+
+    @property
+    def prefetch_resources(self) -> int:
+        return sum(len(_resources(value)) for value in self.request["prefetch"].values())
+
+
+def _resources(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return [entry["resource"] for entry in value.get("entry", [])]
+    return [value]
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _coding(system: str, code: str, display: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+
+def _status(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"urn:uuid:{r['resourceType']}-{r['id']}", "resource": r} for r in resources
+        ],
+    }
+
+
+def _patient(today: date) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": PATIENT_ID,
+        "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "BENCH-0001"}],
+        "name": [{"use": "official", "family": "Benchmark", "given": ["Casey"]}],
+        "gender": "female",
+        "birthDate": date(today.year - 44, 3, 9).isoformat(),
+        "address": [{"city": "Springfield", "state": "IL", "postalCode": "62701"}],
+    }
+
+
+def _condition(
+    resource_id: str, system: str, code: str, display: str, onset: date, *, active: bool = True
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": resource_id,
+        "clinicalStatus": _status(_CLINICAL, "active" if active else "resolved"),
+        "verificationStatus": _status(_VERIFICATION, "confirmed"),
+        "category": [_status(_CONDITION_CATEGORY, "problem-list-item")],
+        "code": _coding(system, code, display),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "onsetDateTime": onset.isoformat(),
+        "recordedDate": onset.isoformat(),
+    }
+
+
+def _medication(
+    resource_id: str, code: str, display: str, authored: date, status: str = "active"
+) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": resource_id,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": _coding(RXNORM, code, display),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "authoredOn": authored.isoformat(),
+        "requester": {"reference": "Practitioner/bench-pcp"},
+        "dosageInstruction": [
+            {
+                "text": "Take 1 tablet by mouth once daily",
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "route": _coding(SNOMED, "26643006", "Oral route"),
+            }
+        ],
+    }
+
+
+def _vital(
+    resource_id: str, code: str, display: str, value: float, unit: str, when: date
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "category": [_status(_OBSERVATION_CATEGORY, "vital-signs")],
+        "code": _coding(LOINC, code, display),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "effectiveDateTime": f"{when.isoformat()}T09:30:00Z",
+        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+    }
+
+
+def _procedure(resource_id: str, code: str, display: str, when: date) -> dict[str, Any]:
+    return {
+        "resourceType": "Procedure",
+        "id": resource_id,
+        "status": "completed",
+        "code": _coding(SNOMED, code, display),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "performedDateTime": when.isoformat(),
+    }
+
+
+def _service_request(
+    resource_id: str, code: str, system: str, display: str, when: date
+) -> dict[str, Any]:
+    return {
+        "resourceType": "ServiceRequest",
+        "id": resource_id,
+        "status": "completed",
+        "intent": "order",
+        "code": _coding(system, code, display),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "authoredOn": when.isoformat(),
+    }
+
+
+def _draft_orders(today: date) -> dict[str, Any]:
+    low_back_pain = _coding(ICD10CM, "M54.50", "Low back pain, unspecified")
+    tramadol = {
+        "resourceType": "MedicationRequest",
+        "id": "draft-tramadol",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": _coding(
+            RXNORM, "836395", "tramadol hydrochloride 50 MG Oral Tablet"
+        ),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "encounter": {"reference": "Encounter/bench-encounter"},
+        "authoredOn": today.isoformat(),
+        "requester": {"reference": "Practitioner/bench-clinician"},
+        "reasonCode": [low_back_pain],
+        "dosageInstruction": [
+            {
+                "text": "50 mg by mouth every 6 hours as needed for pain",
+                "asNeededBoolean": True,
+                "route": _coding(SNOMED, "26643006", "Oral route"),
+            }
+        ],
+    }
+    mri = {
+        "resourceType": "ServiceRequest",
+        "id": "draft-mri",
+        "status": "draft",
+        "intent": "order",
+        "code": _coding(CPT, "72148", "MRI lumbar spine without contrast"),
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "encounter": {"reference": "Encounter/bench-encounter"},
+        "authoredOn": today.isoformat(),
+        "requester": {"reference": "Practitioner/bench-clinician"},
+        "reasonCode": [low_back_pain],
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": tramadol}, {"resource": mri}],
+    }
+
+
+def _order_sign(today: date, prefetch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hook": "order-sign",
+        "hookInstance": "5f1b6c3e-bench-4c1e-9a57-000000000001",
+        "fhirServer": "https://ehr.example.org/fhir",
+        "context": {
+            "userId": "Practitioner/bench-clinician",
+            "patientId": PATIENT_ID,
+            "encounterId": "bench-encounter",
+            "draftOrders": _draft_orders(today),
+        },
+        "prefetch": prefetch,
+    }
+
+
+# A new episode of low back pain (12 days), no red flags, no prior physical therapy: the
+# tramadol draft gets the opioid card, the MRI draft the imaging card, and the patient the
+# exercise-therapy card.
+REALISTIC_TOPICS = frozenset({"opioid-avoidance", "imaging-without-red-flags", "exercise-therapy"})
+
+
+def realistic(today: date | None = None) -> Workload:
+    """A back-pain visit at order-sign: 40 prefetched resources, tramadol and lumbar MRI drafted."""
+    today = today or utc_today()
+    onset = today - timedelta(days=12)
+    conditions = [
+        _condition("cond-lbp", ICD10CM, "M54.50", "Low back pain, unspecified", onset),
+        *(
+            _condition(f"cond-{n}", ICD10CM, code, display, today - timedelta(days=200 + 97 * n))
+            for n, (code, display) in enumerate(_PROBLEMS[:11])
+        ),
+    ]
+    medications = [
+        _medication(f"rx-{n}", code, display, today - timedelta(days=30 + 41 * n))
+        for n, (code, display) in enumerate(_MEDICATIONS[:10])
+    ]
+    observations = [
+        _vital(
+            f"obs-temp-{n}",
+            "8310-5",
+            "Body temperature",
+            36.6 + 0.1 * (n % 3),
+            "Cel",
+            today - timedelta(days=3 + 60 * n),
+        )
+        for n in range(4)
+    ] + [
+        _vital(
+            f"obs-weight-{n}",
+            "29463-7",
+            "Body weight",
+            81.0 - 0.3 * n,
+            "kg",
+            today - timedelta(days=3 + 60 * n),
+        )
+        for n in range(4)
+    ]
+    procedures = [
+        _procedure(f"proc-{n}", code, display, today - timedelta(days=400 + 180 * n))
+        for n, (code, display) in enumerate(_PROCEDURES[:5])
+    ]
+    services = [
+        _service_request(f"sr-{n}", code, system, display, today - timedelta(days=20 + 90 * n))
+        for n, (code, system, display) in enumerate(_SERVICES[:4])
+    ]
+    prefetch = {
+        "patient": _patient(today),
+        "conditions": _searchset(conditions),
+        "medications": _searchset(medications),
+        "observations": _searchset(observations),
+        "procedures": _searchset(procedures),
+        "servicerequests": _searchset(services),
+    }
+    return Workload(
+        "realistic order-sign", ORDER_SIGN, _order_sign(today, prefetch), REALISTIC_TOPICS
+    )
+
+
+def _cycle_days(today: date, start: int, step: int) -> Iterator[date]:
+    for n in itertools.count():
+        yield today - timedelta(days=start + (step * n) % 3650)
+
+
+def large_record(size: int = 2000, today: date | None = None) -> Workload:
+    """A patient with `size` conditions, `size` observations and `size` medication requests.
+
+    Ten years of chart: the back-pain diagnosis and the vitals that matter sit among thousands
+    of problems, prescriptions and readings the guideline does not ask about. Every hundredth
+    condition is an old resolved back-pain episode and every tenth observation a body
+    temperature or weight, so the coded work grows with the record too.
+    """
+    today = today or utc_today()
+    onset = today - timedelta(days=12)
+    days = _cycle_days(today, 30, 7)
+    conditions = [_condition("cond-lbp", ICD10CM, "M54.50", "Low back pain, unspecified", onset)]
+    for n in range(1, size):
+        when = next(days)
+        if n % 100 == 0:
+            conditions.append(
+                _condition(
+                    f"cond-{n}", ICD10CM, "M54.59", "Other low back pain", when, active=False
+                )
+            )
+        else:
+            code, display = _PROBLEMS[n % len(_PROBLEMS)]
+            conditions.append(
+                _condition(f"cond-{n}", ICD10CM, code, display, when, active=n % 3 == 0)
+            )
+    observations = []
+    heart_rate = ("8867-4", "Heart rate", "/min")
+    for n in range(size):
+        when = next(days)
+        if n % 20 == 0:
+            observations.append(_vital(f"obs-{n}", "8310-5", "Body temperature", 36.7, "Cel", when))
+        elif n % 20 == 10:
+            observations.append(_vital(f"obs-{n}", "29463-7", "Body weight", 80.5, "kg", when))
+        else:
+            code, display, unit = heart_rate
+            observations.append(_vital(f"obs-{n}", code, display, 60.0 + n % 30, unit, when))
+    medications = []
+    for n in range(size):
+        code, display = _MEDICATIONS[n % len(_MEDICATIONS)]
+        medications.append(
+            _medication(
+                f"rx-{n}", code, display, next(days), status="active" if n < 12 else "completed"
+            )
+        )
+    prefetch = {
+        "patient": _patient(today),
+        "conditions": _searchset(conditions),
+        "medications": _searchset(medications),
+        "observations": _searchset(observations),
+        "procedures": _searchset([]),
+        "servicerequests": _searchset([]),
+    }
+    return Workload(
+        f"large record ({size} conditions/observations/medications)",
+        ORDER_SIGN,
+        _order_sign(today, prefetch),
+        REALISTIC_TOPICS,
+    )
+
+
+def fallback(base: Workload) -> tuple[Workload, dict[str, Any]]:
+    """The realistic call with only the patient prefetched: five searches go to the FHIR server.
+
+    Returns the workload (its request still needs the stub server's `fhirServer` URL) and what
+    the FHIR server answers, by prefetch key.
+    """
+    request = dict(base.request)
+    request["prefetch"] = {"patient": base.request["prefetch"]["patient"]}
+    request["fhirAuthorization"] = {
+        "access_token": "bench-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "bench-ehr",
+    }
+    answers = {key: value for key, value in base.request["prefetch"].items() if key != "patient"}
+    return Workload(
+        "FHIR fallback (5 queries)", base.service, request, base.expected_topics
+    ), answers
