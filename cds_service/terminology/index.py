@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -42,8 +43,17 @@ _SYSTEM_ALIASES: dict[str, str] = {
 
 _UNDOTTED_SYSTEMS = frozenset({ICD10CM})
 
+_NO_CONCEPTS: frozenset[Concept] = frozenset()
+# Text matching runs every concept's pattern over a text, and the same texts (displays of the
+# same codes) arrive in call after call, so each worker remembers what a text means. Bounded:
+# long free text is not remembered, and the memory starts afresh when full.
+TEXT_MEMORY_ENTRIES = 20_000
+TEXT_MEMORY_MAX_LENGTH = 300
 
+
+@lru_cache(maxsize=1024)
 def canonical_system(system: str | None) -> str:
+    # Cached: a handful of system URIs make up nearly every coding the service reads.
     if not system:
         return ""
     cleaned = system.strip().rstrip("/")
@@ -91,6 +101,9 @@ class Terminology:
     orderables: dict[str, Orderable]
     concept_value_sets: dict[Concept, tuple[str, ...]] = field(default_factory=dict)
     concept_codes: dict[Concept, tuple[Coded, ...]] = field(default_factory=dict)
+    _text_memory: dict[str, frozenset[Concept]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def code_count(self) -> int:
@@ -104,36 +117,42 @@ class Terminology:
 
     def concepts_for_text(self, text: str | None) -> frozenset[Concept]:
         if not text:
-            return frozenset()
-        return frozenset(
-            concept for concept, pattern in self.text_patterns.items() if pattern.search(text)
-        )
+            return _NO_CONCEPTS
+        memory = self._text_memory
+        found = memory.get(text)
+        if found is None:
+            found = frozenset(
+                concept for concept, pattern in self.text_patterns.items() if pattern.search(text)
+            )
+            if len(text) <= TEXT_MEMORY_MAX_LENGTH:
+                if len(memory) >= TEXT_MEMORY_ENTRIES:
+                    memory.clear()
+                memory[text] = found
+        return found
 
     def concepts_for_codeable(self, codeable: Any) -> frozenset[Concept]:
         """Concepts of a raw CodeableConcept dict: every coding, plus its text and displays."""
         if not isinstance(codeable, dict):
-            return frozenset()
-        found: set[Concept] = set()
-        texts: list[str] = []
+            return _NO_CONCEPTS
+        found = _NO_CONCEPTS
         codings = codeable.get("coding")
         if isinstance(codings, list):
             for coding in codings:
                 if not isinstance(coding, dict):
                     continue
-                system, code = coding.get("system"), coding.get("code")
+                code = coding.get("code")
                 if isinstance(code, str):
+                    system = coding.get("system")
                     found |= self.concepts_for_code(
                         system if isinstance(system, str) else None, code
                     )
                 display = coding.get("display")
                 if isinstance(display, str):
-                    texts.append(display)
+                    found |= self.concepts_for_text(display)
         text = codeable.get("text")
         if isinstance(text, str):
-            texts.append(text)
-        for item in texts:
-            found |= self.concepts_for_text(item)
-        return frozenset(found)
+            found |= self.concepts_for_text(text)
+        return found
 
     def codes_of(self, concept: Concept, system: str) -> tuple[str, ...]:
         """The codes of one system that make up a concept, in value-set order, without repeats."""
