@@ -78,7 +78,11 @@ class HookHandler:
         return service
 
     def _record_input(
-        self, request: HookRequest, today: date, data: Mapping[DataCategory, Any]
+        self,
+        request: HookRequest,
+        today: date,
+        data: Mapping[DataCategory, Any],
+        draft_verdicts: dict[int, bool],
     ) -> RecordInput:
         return RecordInput(
             patient_id=request.patient_id,
@@ -89,15 +93,19 @@ class HookHandler:
             draft_orders=request.draft_orders,
             selections=request.selections,
             data=data,
+            draft_verdicts=draft_verdicts,
         )
 
     def handle(self, service_id: str, document: dict[str, Any]) -> HookOutcome:
         service = self.service(service_id)
         request = parse_hook_request(document, service)
         today = self._today()
+        draft_verdicts: dict[int, bool] = {}
 
         if request.hook in ORDER_HOOKS:
-            drafts_only = self._record_builder.build(self._record_input(request, today, {}))
+            drafts_only = self._record_builder.build(
+                self._record_input(request, today, {}, draft_verdicts)
+            )
             if not Assessment(drafts_only).related_orders_under_review:
                 return HookOutcome(
                     {"cards": []}, request, decision="no back-pain order under review"
@@ -112,7 +120,9 @@ class HookHandler:
                 f"The service needs patient data it could not get: {reasons}.",
                 [f"prefetch.{category.value}" for category in missing],
             )
-        record = self._record_builder.build(self._record_input(request, today, gathered.data))
+        record = self._record_builder.build(
+            self._record_input(request, today, gathered.data, draft_verdicts)
+        )
         evaluation = evaluate(record)
         context = CardContext(
             patient_id=request.patient_id,

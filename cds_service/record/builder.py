@@ -1,15 +1,17 @@
 """Build the patient record view from the FHIR data a request brought or the service fetched.
 
 Codes are matched on the raw JSON first, which is cheap; only resources that mean something to
-the guideline are then validated with the FHIR R4 models. On a record of thousands of
-resources this keeps the work proportional to what matters.
+the guideline are then validated with the FHIR R4 models. Conditions and observations, the
+kinds that pile up over years, are validated later still: only when a rule consults them (see
+`WellFormed`). On a record of thousands of resources this keeps the work proportional to what
+matters.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -22,6 +24,7 @@ from cds_service.record.model import (
     OrderEntry,
     PatientRecord,
     ProcedureEntry,
+    WellFormed,
 )
 from cds_service.terminology.concepts import Concept
 from cds_service.terminology.index import (
@@ -79,6 +82,9 @@ class RecordInput:
     draft_orders: Sequence[dict[str, Any]]
     selections: frozenset[str] | None  # None: every draft is under review (order-sign)
     data: Mapping[DataCategory, Sequence[dict[str, Any]] | None]  # None: could not be had
+    # Validation verdicts of this call's draft orders by position, shared by the triage on the
+    # drafts alone and the full build, so that each draft is validated once per call.
+    draft_verdicts: dict[int, bool] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _items(value: Any) -> list[Any]:
@@ -247,7 +253,7 @@ class RecordBuilder:
             if raw.get("resourceType") != "Condition":
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts or validate_resource(raw) is None:
+            if not concepts:
                 continue
             onset = raw.get("onsetDateTime")
             if onset is None and isinstance(raw.get("onsetPeriod"), dict):
@@ -261,7 +267,17 @@ class RecordBuilder:
                 verification_status=_status_code(raw.get("verificationStatus")),
                 onset=to_date(onset),
                 recorded=to_date(raw.get("recordedDate")),
+                well_formed=_validated_later(raw),
             )
+
+    def _order_concepts(
+        self, raw: dict[str, Any], resolver: _MedicationResolver
+    ) -> tuple[Any, frozenset[Concept]]:
+        """(code CodeableConcept, concepts) of what an order requests."""
+        if raw["resourceType"] == "MedicationRequest":
+            return _medication_concepts(raw, resolver, self._terminology)
+        code = raw.get("code")
+        return code, self._terminology.concepts_for_codeable(code)
 
     def _order(
         self,
@@ -270,14 +286,11 @@ class RecordBuilder:
         *,
         is_draft: bool,
         is_selected: bool,
+        ordered: tuple[Any, frozenset[Concept]] | None = None,
     ) -> OrderEntry | None:
         terminology = self._terminology
         resource_type = raw["resourceType"]
-        if resource_type == "MedicationRequest":
-            code, concepts = _medication_concepts(raw, resolver, terminology)
-        else:
-            code = raw.get("code")
-            concepts = terminology.concepts_for_codeable(code)
+        code, concepts = ordered or self._order_concepts(raw, resolver)
         reason_concepts, reason_codes = _reasons(raw, terminology)
         return OrderEntry(
             resource_type=resource_type,
@@ -297,11 +310,16 @@ class RecordBuilder:
         self, source: RecordInput, resolver: _MedicationResolver, patient_ref: str
     ) -> list[OrderEntry]:
         drafts: list[OrderEntry] = []
-        for raw in source.draft_orders:
+        verdicts = source.draft_verdicts
+        for position, raw in enumerate(source.draft_orders):
             if raw.get("resourceType") not in {"MedicationRequest", "ServiceRequest"}:
                 continue
             # Drafts are always validated: the rules act on them and suggestions point at them.
-            if validate_resource(raw, draft_patient_ref=patient_ref) is None:
+            if position not in verdicts:
+                verdicts[position] = (
+                    validate_resource(raw, draft_patient_ref=patient_ref) is not None
+                )
+            if not verdicts[position]:
                 continue
             reference = f"{raw['resourceType']}/{raw.get('id')}"
             selected = source.selections is None or reference in source.selections
@@ -318,12 +336,12 @@ class RecordBuilder:
                 continue
             if raw.get("status") in _IGNORED_ORDER_STATUSES:
                 continue
-            order = self._order(raw, resolver, is_draft=False, is_selected=False)
-            if order is None or not order.concepts:
+            ordered = self._order_concepts(raw, resolver)
+            if not ordered[1] or validate_resource(raw) is None:
                 continue
-            if validate_resource(raw) is None:
-                continue
-            yield order
+            order = self._order(raw, resolver, is_draft=False, is_selected=False, ordered=ordered)
+            if order is not None:
+                yield order
 
     def _procedures(self, resources: Iterable[dict[str, Any]]) -> Iterable[ProcedureEntry]:
         terminology = self._terminology
@@ -354,7 +372,7 @@ class RecordBuilder:
             if raw.get("status") in _IGNORED_OBSERVATION_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts or validate_resource(raw) is None:
+            if not concepts:
                 continue
             value, unit = _quantity(raw.get("valueQuantity"), concepts)
             effective = raw.get("effectiveDateTime") or raw.get("effectiveInstant")
@@ -367,7 +385,12 @@ class RecordBuilder:
                 unit=unit,
                 effective=to_date(effective or raw.get("issued")),
                 status=raw.get("status"),
+                well_formed=_validated_later(raw),
             )
+
+
+def _validated_later(raw: dict[str, Any]) -> WellFormed:
+    return WellFormed(lambda: validate_resource(raw) is not None)
 
 
 def _quantity(quantity: Any, concepts: frozenset[Concept]) -> tuple[float | None, str | None]:

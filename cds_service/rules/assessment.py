@@ -91,7 +91,11 @@ class Assessment:
 
     @cached_property
     def back_pain_conditions(self) -> tuple[ConditionEntry, ...]:
-        return tuple(c for c in self.record.conditions if c.is_active and c.concepts & BACK_PAIN)
+        return tuple(
+            c
+            for c in self.record.conditions
+            if c.is_active and c.concepts & BACK_PAIN and c.is_well_formed
+        )
 
     @cached_property
     def back_pain_orders(self) -> tuple[OrderEntry, ...]:
@@ -189,6 +193,7 @@ class Assessment:
             and o.value is not None
             and o.value >= FEVER_THRESHOLD_CELSIUS
             and self._within(o.effective, FEVER_WINDOW_DAYS)
+            and o.is_well_formed
         ]
         if not febrile:
             return []
@@ -255,25 +260,35 @@ class Assessment:
         ]
 
     def _weight_loss_measured(self) -> list[RedFlagFinding]:
+        # Oldest first. Only the latest well-formed weight and the heaviest well-formed one of
+        # the window before it decide, so only those are validated (see WellFormed).
         weights = sorted(
-            (o for o in self.record.observations if Concept.BODY_WEIGHT in o.concepts),
+            (
+                o
+                for o in self.record.observations
+                if Concept.BODY_WEIGHT in o.concepts and o.value and o.effective
+            ),
             key=lambda o: o.effective or date.min,
         )
-        weights = [w for w in weights if w.value and w.effective]
-        if len(weights) < 2:
+        latest_at = next(
+            (i for i in range(len(weights) - 1, -1, -1) if weights[i].is_well_formed), None
+        )
+        if latest_at is None:
             return []
-        latest = weights[-1]
+        latest = weights[latest_at]
         assert latest.effective is not None and latest.value is not None
         window_start = latest.effective - timedelta(days=WEIGHT_LOSS_LOOKBACK_DAYS)
         window_end = latest.effective - timedelta(days=WEIGHT_LOSS_MIN_SPAN_DAYS)
         earlier = [
             w
-            for w in weights[:-1]
-            if w.effective and window_start <= w.effective <= window_end and w.value
+            for w in weights[:latest_at]
+            if w.effective and window_start <= w.effective <= window_end
         ]
-        if not earlier:
+        # Heaviest first; among equals the earliest, as max() over the window would pick.
+        by_weight = sorted(enumerate(earlier), key=lambda pair: (-(pair[1].value or 0.0), pair[0]))
+        heaviest = next((w for _, w in by_weight if w.is_well_formed), None)
+        if heaviest is None:
             return []
-        heaviest = max(earlier, key=lambda w: w.value or 0.0)
         assert heaviest.value is not None
         loss = (heaviest.value - latest.value) / heaviest.value
         if loss <= WEIGHT_LOSS_FRACTION:
