@@ -18,7 +18,7 @@ from cds_service.fhir.client import FhirClient
 from cds_service.fhir.parsing import KNOWN_TYPES
 from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
-from cds_service.protocol.request import schema_validator
+from cds_service.protocol.request import schema_problems
 from cds_service.record.builder import RecordBuilder
 from cds_service.record.model import DataCategory
 from cds_service.terminology.index import Terminology, load_terminology
@@ -91,4 +91,4 @@ def _warm_up() -> None:
     for resource_type in sorted(KNOWN_TYPES):
         get_fhir_model_class(resource_type)
     for name in ("request", "response", "discovery", "feedback"):
-        schema_validator(name)
+        schema_problems(name, {})
