@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         "--large-size",
         type=int,
         default=2000,
-        help="conditions, observations and medications of the large record",
+        help="resources of the large record: conditions, observations and medications "
+        "(default 2000)",
     )
     parser.add_argument("--cold-starts", type=int, default=3)
     parser.add_argument(

@@ -334,20 +334,21 @@ def _cycle_days(today: date, start: int, step: int) -> Iterator[date]:
 
 
 def large_record(size: int = 2000, today: date | None = None) -> Workload:
-    """A patient with `size` conditions, `size` observations and `size` medication requests.
+    """A patient with `size` resources: conditions, observations and medications, a third each.
 
-    Ten years of chart: the back-pain diagnosis and the vitals that matter sit among thousands
-    of problems, prescriptions and readings the guideline does not ask about. Every hundredth
+    Ten years of chart: the back-pain diagnosis and the vitals that matter sit among hundreds
+    of problems, prescriptions and readings the guideline does not ask about. Every fiftieth
     condition is an old resolved back-pain episode and every tenth observation a body
     temperature or weight, so the coded work grows with the record too.
     """
     today = today or utc_today()
     onset = today - timedelta(days=12)
     days = _cycle_days(today, 30, 7)
+    per_kind = size // 3
     conditions = [_condition("cond-lbp", ICD10CM, "M54.50", "Low back pain, unspecified", onset)]
-    for n in range(1, size):
+    for n in range(1, size - 2 * per_kind):
         when = next(days)
-        if n % 100 == 0:
+        if n % 50 == 0:
             conditions.append(
                 _condition(
                     f"cond-{n}", ICD10CM, "M54.59", "Other low back pain", when, active=False
@@ -359,24 +360,21 @@ def large_record(size: int = 2000, today: date | None = None) -> Workload:
                 _condition(f"cond-{n}", ICD10CM, code, display, when, active=n % 3 == 0)
             )
     observations = []
-    heart_rate = ("8867-4", "Heart rate", "/min")
-    for n in range(size):
+    for n in range(per_kind):
         when = next(days)
         if n % 20 == 0:
             observations.append(_vital(f"obs-{n}", "8310-5", "Body temperature", 36.7, "Cel", when))
         elif n % 20 == 10:
             observations.append(_vital(f"obs-{n}", "29463-7", "Body weight", 80.5, "kg", when))
         else:
-            code, display, unit = heart_rate
-            observations.append(_vital(f"obs-{n}", code, display, 60.0 + n % 30, unit, when))
-    medications = []
-    for n in range(size):
-        code, display = _MEDICATIONS[n % len(_MEDICATIONS)]
-        medications.append(
-            _medication(
-                f"rx-{n}", code, display, next(days), status="active" if n < 12 else "completed"
+            observations.append(
+                _vital(f"obs-{n}", "8867-4", "Heart rate", 60.0 + n % 30, "/min", when)
             )
-        )
+    medications = []
+    for n in range(per_kind):
+        code, display = _MEDICATIONS[n % len(_MEDICATIONS)]
+        status = "active" if n < 12 else "completed"
+        medications.append(_medication(f"rx-{n}", code, display, next(days), status=status))
     prefetch = {
         "patient": _patient(today),
         "conditions": _searchset(conditions),
@@ -386,7 +384,7 @@ def large_record(size: int = 2000, today: date | None = None) -> Workload:
         "servicerequests": _searchset([]),
     }
     return Workload(
-        f"large record ({size} conditions/observations/medications)",
+        f"large record ({size} conditions, observations and medications)",
         ORDER_SIGN,
         _order_sign(today, prefetch),
         REALISTIC_TOPICS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ContentError) as error:
         print(f"cds-service: configuration error: {error}", file=sys.stderr)
         return 2
+    # What is loaded now lives as long as the server: keep it out of the garbage collector's
+    # scans in every worker (and so off the pages each worker would otherwise copy).
+    gc.freeze()
     server = gunicorn_server(
         app, bind=f"{args.host}:{args.port}", workers=args.workers, timeout=args.timeout
     )
