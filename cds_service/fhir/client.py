@@ -15,7 +15,6 @@ timing; never a URL (it holds the patient id), the token or any content.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -33,7 +32,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from cds_service.fhir.access import FetchResult, FhirQuery, FhirServer
-from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
+from cds_service.fhir.parsing import is_failed_result, loads_json, next_page_link, resources_of
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +284,7 @@ class FhirClient:
                 raise _QueryFailed(f"the FHIR server answered HTTP {status}", status)
             body = self._read_body(response, deadline, status)
         try:
-            return status, json.loads(body)
+            return status, loads_json(body)
         except (ValueError, RecursionError):
             raise _QueryFailed("the FHIR server's answer is not valid JSON", status) from None
 

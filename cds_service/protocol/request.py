@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from cds_service.fhir.parsing import bundle_entries
+from cds_service.fhir.parsing import bundle_entries, loads_json
 from cds_service.protocol.catalog import ServiceDefinition
 from cds_service.protocol.errors import CdsError, bad_request
 
@@ -198,7 +198,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise bad_request("The request body is empty; a CDS Hooks request is a JSON object.")
     try:
-        document = json.loads(raw)
+        document = loads_json(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise bad_request("The request body is not valid JSON.") from None
     if not isinstance(document, dict):

@@ -49,6 +49,8 @@ _NO_CONCEPTS: frozenset[Concept] = frozenset()
 # long free text is not remembered, and the memory starts afresh when full.
 TEXT_MEMORY_ENTRIES = 20_000
 TEXT_MEMORY_MAX_LENGTH = 300
+# Codings as sent (system spelling, code) to their concepts, per worker, for the same reason.
+CODE_MEMORY_ENTRIES = 50_000
 
 
 @lru_cache(maxsize=1024)
@@ -104,6 +106,9 @@ class Terminology:
     _text_memory: dict[str, frozenset[Concept]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _code_memory: dict[tuple[str | None, str], frozenset[Concept]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def code_count(self) -> int:
@@ -111,9 +116,16 @@ class Terminology:
 
     def concepts_for_code(self, system: str | None, code: str | None) -> frozenset[Concept]:
         if not code:
-            return frozenset()
-        canonical = canonical_system(system)
-        return self.code_index.get((canonical, normalise_code(canonical, code)), frozenset())
+            return _NO_CONCEPTS
+        memory = self._code_memory
+        found = memory.get((system, code))
+        if found is None:
+            canonical = canonical_system(system)
+            found = self.code_index.get((canonical, normalise_code(canonical, code)), _NO_CONCEPTS)
+            if len(memory) >= CODE_MEMORY_ENTRIES:
+                memory.clear()
+            memory[(system, code)] = found
+        return found
 
     def concepts_for_text(self, text: str | None) -> frozenset[Concept]:
         if not text:
