@@ -1,0 +1,349 @@
+"""The shortcuts taken for speed decide exactly as the slow paths they replace.
+
+Each fast path is compared with the plain computation it stands for: validating only the
+conditions and observations a rule consults (against validating all of them first), accepting
+requests with the quick schema (against the original schema), remembering texts and codings,
+parsing JSON with the collector paused. No timings here: speed is measured in bench/.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import itertools
+import json
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import EVALUATION_DATE, PROJECT_ROOT, fixture_dirs
+from flask.testing import FlaskClient
+
+from cds_service.fhir import parsing
+from cds_service.protocol.errors import CdsError
+from cds_service.protocol.request import (
+    _acceptance_validator,
+    parse_json_object,
+    schema_problems,
+    schema_validator,
+)
+from cds_service.record import builder as record_builder
+from cds_service.record.builder import RecordBuilder, RecordInput
+from cds_service.record.model import DataCategory
+from cds_service.rules.assessment import Assessment
+from cds_service.rules.engine import evaluate
+from cds_service.runtime import Runtime
+from cds_service.terminology.concepts import Concept
+from cds_service.terminology.index import Terminology
+
+PROJECT = PROJECT_ROOT
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
+
+
+def _day(days_ago: int) -> str:
+    return (EVALUATION_DATE - timedelta(days=days_ago)).isoformat()
+
+
+def _condition(rid: str, code: str, display: str, *, malformed: bool = False) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": ICD10, "code": code, "display": display}]},
+        "subject": {"reference": "Patient/p1"},
+        "onsetDateTime": _day(10),
+    }
+    if malformed:
+        resource["severity"] = "severe"  # a CodeableConcept in R4, not a string
+    return resource
+
+
+def _vital(rid: str, code: str, value: float, unit: str, days_ago: int, malformed: bool) -> dict:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": _day(days_ago),
+        "valueQuantity": {"value": value, "unit": unit, "code": unit},
+    }
+    if malformed:
+        resource["interpretation"] = "high"  # a list of CodeableConcepts in R4
+    return resource
+
+
+def _record(runtime: Runtime, conditions: list[dict], observations: list[dict]) -> Any:
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-01"}
+    source = RecordInput(
+        patient_id="p1",
+        hook="patient-view",
+        today=EVALUATION_DATE,
+        encounter_id=None,
+        user_id=None,
+        draft_orders=(),
+        selections=None,
+        data={
+            DataCategory.PATIENT: [patient],
+            DataCategory.CONDITIONS: conditions,
+            DataCategory.OBSERVATIONS: observations,
+            DataCategory.MEDICATIONS: [],
+            DataCategory.PROCEDURES: [],
+            DataCategory.SERVICE_REQUESTS: [],
+        },
+    )
+    return RecordBuilder(runtime.terminology).build(source)
+
+
+def _well_formed_only(resources: list[dict]) -> list[dict]:
+    """The old way: drop every resource that fails validation before anything reads it."""
+    return [r for r in resources if parsing.validate_resource(r) is not None]
+
+
+def _outcome(record: Any) -> tuple[Any, ...]:
+    evaluation = evaluate(record)
+    assessment = Assessment(record)
+    return (
+        tuple((f.topic, f.indicator, f.facts) for f in evaluation.findings),
+        evaluation.back_pain,
+        evaluation.condition_refs,
+        tuple(f.flag for f in assessment.red_flags),
+        tuple(f.fact for f in assessment.red_flags),
+        assessment.opioid_advice_excluded,
+    )
+
+
+def test_the_malformed_markers_really_fail_validation() -> None:
+    assert parsing.validate_resource(_condition("c", "M54.50", "x", malformed=True)) is None
+    assert parsing.validate_resource(_vital("o", "29463-7", 80, "kg", 5, True)) is None
+    assert parsing.validate_resource(_condition("c", "M54.50", "x")) is not None
+    assert parsing.validate_resource(_vital("o", "29463-7", 80, "kg", 5, False)) is not None
+
+
+WEIGHTS = ((82.0, 200), (90.0, 150), (90.0, 120), (85.0, 60), (80.0, 20), (79.0, 5))
+
+
+@pytest.mark.parametrize("malformed", list(itertools.product((False, True), repeat=6))[::3])
+def test_weight_loss_lazily_validated_decides_as_eager_validation(
+    runtime: Runtime, malformed: tuple[bool, ...]
+) -> None:
+    observations = [
+        _vital(f"w{i}", "29463-7", kg, "kg", days, bad)
+        for i, ((kg, days), bad) in enumerate(zip(WEIGHTS, malformed, strict=True))
+    ] + [_vital("t1", "8310-5", 38.6, "Cel", 2, malformed[0])]
+    conditions = [_condition("lbp", "M54.50", "Low back pain")]
+    lazy = _record(runtime, conditions, observations)
+    eager = _record(runtime, conditions, _well_formed_only(observations))
+    assert _outcome(lazy) == _outcome(eager)
+
+
+@pytest.mark.parametrize(
+    ("back_pain_bad", "cancer_bad", "fracture_bad"),
+    list(itertools.product((False, True), repeat=3)),
+)
+def test_conditions_lazily_validated_decide_as_eager_validation(
+    runtime: Runtime, back_pain_bad: bool, cancer_bad: bool, fracture_bad: bool
+) -> None:
+    conditions = [
+        _condition("lbp", "M54.50", "Low back pain", malformed=back_pain_bad),
+        _condition("lbp2", "M54.59", "Other low back pain"),
+        _condition("ca", "C79.51", "Secondary malignant neoplasm of bone", malformed=cancer_bad),
+        _condition("fx", "S32.009A", "Fracture of lumbar vertebra", malformed=fracture_bad),
+    ]
+    lazy = _record(runtime, conditions, [])
+    eager = _record(runtime, _well_formed_only(conditions), [])
+    assert _outcome(lazy) == _outcome(eager)
+
+
+def test_a_malformed_fever_reading_raises_no_red_flag(runtime: Runtime) -> None:
+    conditions = [_condition("lbp", "M54.50", "Low back pain")]
+    for malformed, flagged in ((True, False), (False, True)):
+        fever = _vital("t1", "8310-5", 39.2, "Cel", 1, malformed)
+        record = _record(runtime, conditions, [fever])
+        flags = {f.flag.value for f in Assessment(record).red_flags}
+        assert ("fever" in flags) is flagged
+
+
+def test_only_the_resources_a_rule_consults_are_validated(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validated: list[str] = []
+    original = parsing.validate_resource
+
+    def counting(raw: dict, **kwargs: Any) -> Any:
+        validated.append(f"{raw['resourceType']}/{raw.get('id')}")
+        return original(raw, **kwargs)
+
+    monkeypatch.setattr(record_builder, "validate_resource", counting)
+    conditions = [_condition("lbp", "M54.50", "Low back pain")] + [
+        {
+            **_condition(f"old{n}", "M54.59", "Other low back pain"),
+            "clinicalStatus": {"coding": [{"code": "resolved"}]},
+        }
+        for n in range(30)
+    ]
+    observations = [_vital(f"t{n}", "8310-5", 36.8, "Cel", 30 + n, False) for n in range(50)]
+    observations += [_vital(f"w{n}", "29463-7", 80.0, "kg", 40 + n, False) for n in range(50)]
+    evaluate(_record(runtime, conditions, observations))
+    # The patient, the active back-pain condition, the latest weight and the heaviest weight
+    # of the year before it (the earliest of equals): not the resolved episodes, nor the old
+    # temperatures, nor the other weights.
+    assert sorted(validated) == ["Condition/lbp", "Observation/w0", "Observation/w49", "Patient/p1"]
+
+
+def test_each_draft_is_validated_once_per_call(
+    client: FlaskClient, fixture_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drafts: list[str] = []
+    original = parsing.validate_resource
+
+    def counting(raw: dict, **kwargs: Any) -> Any:
+        if kwargs.get("draft_patient_ref"):
+            drafts.append(raw["id"])
+        return original(raw, **kwargs)
+
+    monkeypatch.setattr(record_builder, "validate_resource", counting)
+    body = fixture_request("opioid-tramadol-acute-low-back-pain")
+    response = client.post("/cds-services/back-pain-order-sign", json=body)
+    assert response.status_code == 200 and response.get_json()["cards"]
+    ids = [r["resource"]["id"] for r in body["context"]["draftOrders"]["entry"]]
+    assert sorted(drafts) == sorted(ids)
+
+
+# --- the request schema ---------------------------------------------------------------------
+
+
+def _bad_requests() -> list[dict[str, Any]]:
+    good = json.loads((fixture_dirs()[0] / "request.json").read_text())
+    mutations = [
+        lambda d: d["prefetch"].__setitem__("patient", "Patient/1"),
+        lambda d: d["prefetch"].__setitem__("patient", 42),
+        lambda d: d["prefetch"].__setitem__("patient", []),
+        lambda d: d["prefetch"].__setitem__("patient", {"id": "no-type"}),
+        lambda d: d["prefetch"].__setitem__("patient", {"resourceType": ""}),
+        lambda d: d["prefetch"].__setitem__("conditions", {"resourceType": 7}),
+        lambda d: d.__setitem__("prefetch", []),
+        lambda d: d.pop("hookInstance"),
+        lambda d: d.__setitem__("hook", ""),
+        lambda d: d["context"].pop("patientId"),
+        lambda d: d["context"].__setitem__("patientId", "a/b"),
+        lambda d: d["context"].__setitem__("userId", "dr lee"),
+        lambda d: d.__setitem__("fhirAuthorization", {"access_token": "t"}),
+        lambda d: (
+            d.pop("fhirServer", None),
+            d.__setitem__("fhirAuthorization", {"access_token": "t", "token_type": "Bearer"}),
+        ),
+    ]
+    bad = []
+    for mutate in mutations:
+        document = copy.deepcopy(good)
+        mutate(document)
+        bad.append(document)
+    return bad
+
+
+def _good_requests() -> list[dict[str, Any]]:
+    documents = [json.loads((d / "request.json").read_text()) for d in fixture_dirs()]
+    nulls = copy.deepcopy(documents[0])
+    nulls["prefetch"] = dict.fromkeys(nulls["prefetch"])
+    return [*documents, nulls]
+
+
+def test_quick_schema_accepts_exactly_what_the_schema_accepts() -> None:
+    quick, original = _acceptance_validator("request"), schema_validator("request")
+    assert "oneOf" not in json.dumps(quick.schema)
+    for document in _good_requests():
+        assert quick.is_valid(document) and original.is_valid(document)
+    for document in _bad_requests():
+        assert not quick.is_valid(document) and not original.is_valid(document)
+
+
+def test_refused_requests_report_the_problems_of_the_original_schema() -> None:
+    for document in _bad_requests():
+        problems = schema_problems("request", document)
+        assert problems, document
+        errors = list(schema_validator("request").iter_errors(document))
+        assert {p for p, _ in problems} <= {
+            "$" + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in e.absolute_path)
+            for e in errors
+            for e in ([e, *e.context] if e.context else [e])
+        }
+
+
+def test_prefetch_that_is_neither_null_nor_a_resource_is_still_named() -> None:
+    document = _bad_requests()[0]
+    messages = [message for _, message in schema_problems("request", document)]
+    assert "$.prefetch.patient: must be of type null" in messages
+    assert "$.prefetch.patient: must be of type object" in messages
+
+
+# --- remembered texts and codings, JSON parsing ----------------------------------------------
+
+
+def test_remembered_text_and_codings_answer_as_computed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh: Terminology = copy.copy(runtime.terminology)
+    object.__setattr__(fresh, "_text_memory", {})
+    object.__setattr__(fresh, "_code_memory", {})
+    monkeypatch.setattr("cds_service.terminology.index.TEXT_MEMORY_ENTRIES", 3)
+    texts = ["tramadol 50 mg", "diclofenac 1% gel", "MRI lumbar spine", "x" * 400, "hospice"]
+    expected = {
+        text: frozenset(c for c, p in fresh.text_patterns.items() if p.search(text))
+        for text in texts
+    }
+    for text in texts * 3:
+        assert fresh.concepts_for_text(text) == expected[text]
+    assert len(fresh._text_memory) <= 3
+    assert "x" * 400 not in fresh._text_memory
+    assert fresh.concepts_for_code("http://snomed.info/sct", "M54.50") == frozenset()
+    assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(
+        "urn:oid:2.16.840.1.113883.6.90", "m54.5"
+    )
+    assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(ICD10 + "/", "M54.50")
+    assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(ICD10 + "/", "M54.50")
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"a": [1, 2.5, null, "x"]}', b"[1]", b'{"a": 1', b"\xff", b'"\\ud800"', b"NaN"]
+)
+def test_json_parsing_with_collector_paused_matches_json(raw: bytes) -> None:
+    try:
+        expected: Any = ("ok", json.loads(raw))
+    except (ValueError, RecursionError) as error:
+        expected = ("error", type(error))
+    try:
+        got: Any = ("ok", parsing.loads_json(raw))
+    except (ValueError, RecursionError) as error:
+        got = ("error", type(error))
+    assert got == expected
+    assert gc.isenabled()
+
+
+def test_request_parsing_still_refuses_what_it_refused() -> None:
+    for raw in (b"", b"[]", b"{", b"\xff\xfe", b"1" * 10):
+        with pytest.raises(CdsError) as caught:
+            parse_json_object(raw)
+        assert caught.value.status == 400
+
+
+def test_deeply_nested_json_is_refused_and_collection_resumes() -> None:
+    with pytest.raises(CdsError):
+        parse_json_object(b"[" * 100_000 + b"]" * 100_000)
+    assert gc.isenabled()
+
+
+def test_benchmark_records_answer_with_their_cards(client: FlaskClient) -> None:
+    sys.path.insert(0, str(PROJECT / "bench"))
+    import workloads
+
+    for workload in (
+        workloads.realistic(EVALUATION_DATE),
+        workloads.large_record(600, EVALUATION_DATE),
+    ):
+        response = client.post(f"/cds-services/{workload.service}", json=workload.request)
+        assert response.status_code == 200
+        topics = {card["source"]["topic"]["code"] for card in response.get_json()["cards"]}
+        assert topics == workload.expected_topics, workload.name
