@@ -16,6 +16,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import pydantic
 import pytest
 from conftest import EVALUATION_DATE, PROJECT_ROOT, fixture_dirs
 from flask.testing import FlaskClient
@@ -170,13 +171,13 @@ def test_only_the_resources_a_rule_consults_are_validated(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated: list[str] = []
-    original = parsing.validate_resource
+    original = parsing.readable
 
     def counting(raw: dict, **kwargs: Any) -> Any:
         validated.append(f"{raw['resourceType']}/{raw.get('id')}")
         return original(raw, **kwargs)
 
-    monkeypatch.setattr(record_builder, "validate_resource", counting)
+    monkeypatch.setattr(record_builder, "readable", counting)
     conditions = [_condition("lbp", "M54.50", "Low back pain")] + [
         {
             **_condition(f"old{n}", "M54.59", "Other low back pain"),
@@ -197,14 +198,14 @@ def test_each_draft_is_validated_once_per_call(
     client: FlaskClient, fixture_request: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     drafts: list[str] = []
-    original = parsing.validate_resource
+    original = parsing.readable
 
     def counting(raw: dict, **kwargs: Any) -> Any:
         if kwargs.get("draft_patient_ref"):
             drafts.append(raw["id"])
         return original(raw, **kwargs)
 
-    monkeypatch.setattr(record_builder, "validate_resource", counting)
+    monkeypatch.setattr(record_builder, "readable", counting)
     body = fixture_request("opioid-tramadol-acute-low-back-pain")
     response = client.post("/cds-services/back-pain-order-sign", json=body)
     assert response.status_code == 200 and response.get_json()["cards"]
@@ -347,3 +348,145 @@ def test_benchmark_records_answer_with_their_cards(client: FlaskClient) -> None:
         assert response.status_code == 200
         topics = {card["source"]["topic"]["code"] for card in response.get_json()["cards"]}
         assert topics == workload.expected_topics, workload.name
+
+
+def test_verdicts_are_remembered_by_content_and_bad_content_is_still_skipped_and_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    original = parsing._validate
+
+    def counting(raw: dict, draft_patient_ref: str | None) -> Any:
+        calls.append(str(raw.get("id")))
+        return original(raw, draft_patient_ref)
+
+    monkeypatch.setattr(parsing, "_validate", counting)
+    monkeypatch.setattr(parsing, "_VERDICTS", parsing._VerdictCache(capacity=2))
+    good = _condition("good", "M54.50", "Low back pain")
+    bad = _condition("bad", "M54.50", "Low back pain", malformed=True)
+    assert parsing.readable(good) and parsing.readable(dict(good))
+    assert calls == ["good"]  # equal content, validated once
+    assert parsing.readable({**good, "recordedDate": "2026-11-02"})
+    assert calls == ["good", "good"]  # changed content, validated again
+    with caplog.at_level("WARNING", logger="cds_service"):
+        assert not parsing.readable(bad)
+        assert not parsing.readable(bad)
+    assert calls == ["good", "good", "bad"]
+    skipped = [r for r in caplog.records if getattr(r, "event", None) == "resource_skipped"]
+    assert len(skipped) == 2 and skipped[0].problems == skipped[1].problems
+    # The draft context is part of the content: a draft without subject validates only as a draft.
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "d",
+        "medicationCodeableConcept": {"text": "x"},
+    }
+    assert parsing.readable(draft, draft_patient_ref="Patient/p1")
+    assert not parsing.readable(draft)
+    # Capacity bounds the memory: the oldest verdicts are forgotten and re-validated.
+    assert parsing.readable(good)
+    assert calls[-1] == "good"
+
+
+def test_suggested_orders_of_a_new_shape_are_validated(runtime: Runtime) -> None:
+    from dataclasses import replace as replaced
+
+    from cds_service.card_builder.builder import CardBuilder, CardContext
+    from cds_service.rules.findings import Finding, Orderable, SuggestionIntent, Topic
+
+    builder = CardBuilder(runtime.content, runtime.terminology)
+    finding = Finding(
+        topic=Topic.EXERCISE_THERAPY,
+        facts=(),
+        suggestions=(SuggestionIntent("refer", create=Orderable.PHYSICAL_THERAPY_REFERRAL),),
+    )
+    builder.card(finding, CardContext(patient_id="p1"))
+    broken = runtime.terminology.orderables["physical-therapy-referral"]
+    runtime.terminology.orderables["physical-therapy-referral"] = replaced(
+        broken, code={"coding": "x"}
+    )
+    try:
+        # Same shape: already vouched for by the first validation.
+        builder.card(finding, CardContext(patient_id="p2"))
+        # A new shape (with an encounter) is validated, and the broken code is caught.
+        with pytest.raises(pydantic.ValidationError):
+            builder.card(finding, CardContext(patient_id="p2", encounter_id="e1"))
+    finally:
+        runtime.terminology.orderables["physical-therapy-referral"] = broken
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every member and item path of a JSON document, outermost first."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+_ODD_VALUES = (
+    None,
+    "",
+    "x",
+    "a/b",
+    "A/b",
+    "two words",
+    "Bearer",
+    0,
+    7,
+    1.5,
+    True,
+    [],
+    [{}],
+    {},
+    {"resourceType": "X"},
+)
+
+
+def _envelope_mutations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document with each shallow member (within the envelope and context) removed or
+    replaced by an odd value: hundreds of near-misses of a valid request."""
+    mutated = []
+    shallow = [p for p in _paths(document) if len(p) <= 3]
+    for path in shallow:
+        parent_path, last = path[:-1], path[-1]
+        for replacement in (*_ODD_VALUES, KeyError):
+            copy_ = copy.deepcopy(document)
+            parent = copy_
+            for step in parent_path:
+                parent = parent[step]
+            if replacement is KeyError:
+                if isinstance(parent, dict):
+                    del parent[last]
+                else:
+                    parent.pop(last)
+            else:
+                parent[last] = replacement
+            mutated.append(copy_)
+    return mutated
+
+
+def test_plain_python_request_check_never_accepts_what_the_schema_refuses() -> None:
+    from cds_service.protocol.request import _plainly_valid_request
+
+    original = schema_validator("request")
+    checked = accepted = 0
+    hooks = set()
+    for folder in fixture_dirs()[::4]:  # a spread of the library keeps the run short
+        document = json.loads((folder / "request.json").read_text())
+        hooks.add(document["hook"])
+        for candidate in [document, *_envelope_mutations(document)]:
+            checked += 1
+            if _plainly_valid_request(candidate):
+                accepted += 1
+                assert original.is_valid(candidate), json.dumps(candidate)[:300]
+    for document in _bad_requests():
+        assert not _plainly_valid_request(document)
+    # The shortcut must also be useful: every fixture request is taken by it.
+    assert all(
+        _plainly_valid_request(json.loads((f / "request.json").read_text())) for f in fixture_dirs()
+    )
+    assert hooks == {"order-sign", "order-select", "patient-view"}
+    assert checked > 3000 and accepted > 100

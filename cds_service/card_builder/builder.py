@@ -59,6 +59,10 @@ class CardBuilder:
     def __init__(self, content: CardContent, terminology: Terminology) -> None:
         self._content = content
         self._terminology = terminology
+        # Suggested orders validated so far, by orderable and by which optional elements they
+        # carry. Only reference strings differ between two orders of one shape, and any
+        # non-empty reference string is valid, so one validation answers for the whole shape.
+        self._validated_shapes: set[tuple[Orderable, frozenset[str]]] = set()
 
     # --- words ------------------------------------------------------------------------------
 
@@ -162,7 +166,10 @@ class CardBuilder:
             if words.patient_instruction:
                 resource["patientInstruction"] = words.patient_instruction
         # Validation is the guarantee that the EHR receives a well-formed R4 resource.
-        get_fhir_model_class(coded.resource_type).model_validate(resource)
+        shape = (orderable, frozenset(resource))
+        if shape not in self._validated_shapes:
+            get_fhir_model_class(coded.resource_type).model_validate(resource)
+            self._validated_shapes.add(shape)
         return resource
 
     def _suggestion(

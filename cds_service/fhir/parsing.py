@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
@@ -184,6 +187,44 @@ def _drop_paths(raw: dict[str, Any], paths: list[tuple[Any, ...]]) -> dict[str, 
     return cleaned
 
 
+def _validate(
+    raw: dict[str, Any], draft_patient_ref: str | None
+) -> tuple[FHIRAbstractModel | None, tuple[dict[str, str], ...]]:
+    """The validated model, or None and where validation failed (locations, never values)."""
+    resource_type = raw.get("resourceType")
+    if resource_type not in KNOWN_TYPES:
+        return None, ()
+    model_class = get_fhir_model_class(resource_type)
+    candidate = _repair(raw, resource_type)
+    if draft_patient_ref is not None:
+        candidate = _fill_required(candidate, resource_type, draft_patient_ref)
+    try:
+        return model_class.model_validate(candidate), ()
+    except pydantic.ValidationError as error:
+        problems = error.errors()
+    # Members this FHIR version does not define (vendor additions, R5 leftovers) are dropped.
+    unknown = [tuple(p["loc"]) for p in problems if p["type"] == "extra_forbidden"]
+    if unknown and len(unknown) == len(problems):
+        try:
+            return model_class.model_validate(_drop_paths(candidate, unknown)), ()
+        except pydantic.ValidationError as error:
+            problems = error.errors()
+    return None, tuple(
+        {"at": ".".join(str(s) for s in p["loc"]), "type": p["type"]} for p in problems[:5]
+    )
+
+
+def _log_skipped(resource_type: Any, problems: tuple[dict[str, str], ...]) -> None:
+    log.warning(
+        "skipped malformed resource",
+        extra={
+            "event": "resource_skipped",
+            "resource_type": resource_type,
+            "problems": list(problems),
+        },
+    )
+
+
 def validate_resource(
     raw: dict[str, Any], *, draft_patient_ref: str | None = None
 ) -> FHIRAbstractModel | None:
@@ -192,35 +233,60 @@ def validate_resource(
     `draft_patient_ref` marks a draft order from the hook context: missing status, intent and
     subject are then filled in, because the context already says whose draft it is.
     """
-    resource_type = raw.get("resourceType")
-    if resource_type not in KNOWN_TYPES:
-        return None
-    model_class = get_fhir_model_class(resource_type)
-    candidate = _repair(raw, resource_type)
-    if draft_patient_ref is not None:
-        candidate = _fill_required(candidate, resource_type, draft_patient_ref)
-    try:
-        return model_class.model_validate(candidate)
-    except pydantic.ValidationError as error:
-        problems = error.errors()
-    # Members this FHIR version does not define (vendor additions, R5 leftovers) are dropped.
-    unknown = [tuple(p["loc"]) for p in problems if p["type"] == "extra_forbidden"]
-    if unknown and len(unknown) == len(problems):
+    model, problems = _validate(raw, draft_patient_ref)
+    if model is None and raw.get("resourceType") in KNOWN_TYPES:
+        _log_skipped(raw.get("resourceType"), problems)
+    return model
+
+
+class _VerdictCache:
+    """Per-worker memory of which resource contents validate, keyed by a digest of the content.
+
+    Whether a resource is valid FHIR depends on its content alone, and EHRs send the same
+    resources again and again: order-select fires on every edit of an order, order-sign follows
+    with the same record. Remembering the verdict (not the model) spares the costly validation
+    of content already seen, with exactly the same outcome.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._verdicts: OrderedDict[bytes, tuple[dict[str, str], ...] | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def readable(self, raw: dict[str, Any], draft_patient_ref: str | None) -> bool:
+        if raw.get("resourceType") not in KNOWN_TYPES:
+            return False
         try:
-            return model_class.model_validate(_drop_paths(candidate, unknown))
-        except pydantic.ValidationError as error:
-            problems = error.errors()
-    log.warning(
-        "skipped malformed resource",
-        extra={
-            "event": "resource_skipped",
-            "resource_type": resource_type,
-            "problems": [
-                {"at": ".".join(str(s) for s in p["loc"]), "type": p["type"]} for p in problems[:5]
-            ],
-        },
-    )
-    return None
+            canonical = json.dumps(
+                [draft_patient_ref, raw], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+        except (TypeError, ValueError):  # not JSON content: validate without remembering
+            return validate_resource(raw, draft_patient_ref=draft_patient_ref) is not None
+        key = hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
+        with self._lock:
+            known = key in self._verdicts
+            if known:
+                self._verdicts.move_to_end(key)
+                problems = self._verdicts[key]
+        if not known:
+            model, found = _validate(raw, draft_patient_ref)
+            problems = None if model is not None else found
+            with self._lock:
+                self._verdicts[key] = problems
+                if len(self._verdicts) > self._capacity:
+                    self._verdicts.popitem(last=False)
+        if problems is None:
+            return True
+        _log_skipped(raw.get("resourceType"), problems)  # logged on every request it is skipped in
+        return False
+
+
+_VERDICTS = _VerdictCache(capacity=20_000)
+
+
+def readable(raw: dict[str, Any], *, draft_patient_ref: str | None = None) -> bool:
+    """Whether a resource is valid FHIR R4 (after the lenient repairs); logs it when not."""
+    return _VERDICTS.readable(raw, draft_patient_ref)
 
 
 def to_date(value: Any) -> date | None:

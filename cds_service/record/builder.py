@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.fhir.parsing import to_date, validate_resource
+from cds_service.fhir.parsing import readable, to_date
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
@@ -242,9 +242,8 @@ class RecordBuilder:
                 continue
             if raw.get("id") not in (None, patient_id):
                 continue
-            model = validate_resource(raw)
-            if model is not None:
-                return to_date(model.birthDate)
+            if readable(raw):
+                return to_date(raw.get("birthDate"))
         return None
 
     def _conditions(self, resources: Iterable[dict[str, Any]]) -> Iterable[ConditionEntry]:
@@ -316,9 +315,7 @@ class RecordBuilder:
                 continue
             # Drafts are always validated: the rules act on them and suggestions point at them.
             if position not in verdicts:
-                verdicts[position] = (
-                    validate_resource(raw, draft_patient_ref=patient_ref) is not None
-                )
+                verdicts[position] = readable(raw, draft_patient_ref=patient_ref)
             if not verdicts[position]:
                 continue
             reference = f"{raw['resourceType']}/{raw.get('id')}"
@@ -337,7 +334,7 @@ class RecordBuilder:
             if raw.get("status") in _IGNORED_ORDER_STATUSES:
                 continue
             ordered = self._order_concepts(raw, resolver)
-            if not ordered[1] or validate_resource(raw) is None:
+            if not ordered[1] or not readable(raw):
                 continue
             order = self._order(raw, resolver, is_draft=False, is_selected=False, ordered=ordered)
             if order is not None:
@@ -351,7 +348,7 @@ class RecordBuilder:
             if raw.get("status") in _IGNORED_PROCEDURE_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts or validate_resource(raw) is None:
+            if not concepts or not readable(raw):
                 continue
             performed = raw.get("performedDateTime")
             if performed is None and isinstance(raw.get("performedPeriod"), dict):
@@ -390,7 +387,7 @@ class RecordBuilder:
 
 
 def _validated_later(raw: dict[str, Any]) -> WellFormed:
-    return WellFormed(lambda: validate_resource(raw) is not None)
+    return WellFormed(lambda: readable(raw))
 
 
 def _quantity(quantity: Any, concepts: frozenset[Concept]) -> tuple[float | None, str | None]:

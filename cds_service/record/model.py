@@ -80,9 +80,7 @@ class ConditionEntry:
     verification_status: str | None
     onset: date | None
     recorded: date | None
-    well_formed: Callable[[], bool] = field(
-        default=_always_well_formed, compare=False, repr=False
-    )
+    well_formed: Callable[[], bool] = field(default=_always_well_formed, compare=False, repr=False)
 
     @property
     def is_well_formed(self) -> bool:
@@ -159,9 +157,7 @@ class ObservationEntry:
     unit: str | None
     effective: date | None
     status: str | None
-    well_formed: Callable[[], bool] = field(
-        default=_always_well_formed, compare=False, repr=False
-    )
+    well_formed: Callable[[], bool] = field(default=_always_well_formed, compare=False, repr=False)
 
     @property
     def is_well_formed(self) -> bool:
@@ -205,16 +201,12 @@ class PatientRecord:
 
     def conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
         return tuple(
-            c
-            for c in self.conditions
-            if concept in c.concepts and c.is_valid and c.is_well_formed
+            c for c in self.conditions if concept in c.concepts and c.is_valid and c.is_well_formed
         )
 
     def active_conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
         return tuple(
-            c
-            for c in self.conditions
-            if concept in c.concepts and c.is_active and c.is_well_formed
+            c for c in self.conditions if concept in c.concepts and c.is_active and c.is_well_formed
         )
 
     def days_since(self, when: date | None) -> int | None:
