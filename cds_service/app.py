@@ -16,6 +16,7 @@ from cds_service.http.auth import Authenticator, register_authentication
 from cds_service.http.body import BoundedRequest
 from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
+from cds_service.http.json_provider import OrjsonProvider
 from cds_service.runtime import Runtime
 
 log = logging.getLogger("cds_service.requests")
@@ -38,8 +39,7 @@ def create_app(
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
     app.config["TRAP_BAD_REQUEST_ERRORS"] = False
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
+    app.json = OrjsonProvider(app)
     app.extensions["cds_runtime"] = runtime
     for module in (discovery, services, health, openapi):
         app.register_blueprint(module.blueprint)

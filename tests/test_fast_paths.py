@@ -308,7 +308,19 @@ def test_remembered_text_and_codings_answer_as_computed(
 
 
 @pytest.mark.parametrize(
-    "raw", [b'{"a": [1, 2.5, null, "x"]}', b"[1]", b'{"a": 1', b"\xff", b'"\\ud800"', b"NaN"]
+    "raw",
+    [
+        b'{"a": [1, 2.5, null, "x"]}',
+        b"[1]",
+        b'{"a": 1',
+        b"\xff",
+        b'"\\ud800"',
+        b"NaN",
+        b'{"big": 123456789012345678901234567890, "huge": 1e400}',
+        b'{"a": 1, "a": 2}',
+        '{"text": "\u00e9 \u4e2d"}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"bom": true}',
+    ],
 )
 def test_json_parsing_with_collector_paused_matches_json(raw: bytes) -> None:
     try:

@@ -262,3 +262,10 @@ def test_request_log_has_decisions_and_no_patient_data(
     everything = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     for secret in ("Moreno", "1986-04-12", request["context"]["patientId"]):
         assert secret not in everything
+
+
+def test_json_responses_are_compact_utf8_and_keep_key_order(client: FlaskClient) -> None:
+    response = client.get("/health")
+    text = response.get_data(as_text=True)
+    assert text.startswith('{"status":"ok"')  # insertion order, no spaces
+    assert response.mimetype == "application/json"

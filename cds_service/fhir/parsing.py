@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
@@ -54,17 +55,23 @@ _LIST_ELEMENTS: dict[str, tuple[str, ...]] = {
 
 
 def loads_json(raw: bytes | str) -> Any:
-    """`json.loads` with the garbage collector paused.
+    """Parse JSON exactly as `json.loads` does, fast, with the garbage collector paused.
 
-    Parsing a large FHIR document allocates hundreds of thousands of dicts and lists and
-    creates no reference cycles, yet the allocations alone set off collections that walk the
-    growing document again and again: pausing them halves the parse of a 2,000-resource record.
+    orjson parses UTF-8 JSON several times faster; what it refuses (other encodings, numbers
+    beyond 64 bits, NaN) goes to `json.loads`, so the service accepts and refuses the same
+    documents as before. Parsing a large FHIR document allocates hundreds of thousands of dicts
+    and lists and creates no reference cycles, yet the allocations alone set off collections
+    that walk the growing document again and again: pausing them halves the parse of a
+    2,000-resource record.
     """
     paused = gc.isenabled()
     if paused:
         gc.disable()
     try:
-        return json.loads(raw)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)
     finally:
         if paused:
             gc.enable()
