@@ -34,7 +34,7 @@ def test_serve_starts_gunicorn_and_answers_hooks() -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     # Structured request log, and no patient data in it.
-    assert '"event": "request"' in stderr
+    assert '"event":"request"' in stderr
     assert "Moreno" not in stderr and "1986-04-12" not in stderr
 
 

@@ -425,5 +425,5 @@ def test_gunicorn_workers_fetch_and_survive_a_stalled_server(templates: dict[str
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=20)
-    assert '"event": "fhir_query"' in stderr
+    assert '"event":"fhir_query"' in stderr
     assert TOKEN not in stderr and request["context"]["patientId"] not in stderr
