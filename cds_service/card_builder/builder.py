@@ -63,6 +63,16 @@ class CardBuilder:
         # carry. Only reference strings differ between two orders of one shape, and any
         # non-empty reference string is valid, so one validation answers for the whole shape.
         self._validated_shapes: set[tuple[Orderable, frozenset[str]]] = set()
+        # Words that never change between requests, composed once.
+        self._flag_names = {flag.value: name for flag, name in content.red_flag_names.items()}
+        self._contraindication_names = {
+            c.value: name for c, name in content.contraindication_names.items()
+        }
+        self._checked_flags = ", ".join(content.red_flag_names.values())
+        self._evidence_blocks = {
+            topic: self._evidence_block(topic_content)
+            for topic, topic_content in content.topics.items()
+        }
 
     # --- words ------------------------------------------------------------------------------
 
@@ -80,7 +90,6 @@ class CardBuilder:
 
     def _fact_line(self, fact: Fact) -> str:
         content = self._content
-        blank = content.words["not_recorded"]
         values: dict[str, str] = {}
         for key, value in fact.values.items():
             if value is None:
@@ -88,20 +97,16 @@ class CardBuilder:
             if key == "duration_days":
                 values["duration"] = self.duration_words(int(value))
             elif key == "flag":
-                values[key] = next(
-                    (name for flag, name in content.red_flag_names.items() if flag.value == value),
-                    value,
-                )
+                values[key] = self._flag_names.get(value, value)
             elif key == "contraindication":
-                values[key] = next(
-                    (n for c, n in content.contraindication_names.items() if c.value == value),
-                    value,
-                )
+                values[key] = self._contraindication_names.get(value, value)
             else:
                 values[key] = value
         if fact.kind == FactKind.NO_RED_FLAGS:
-            values["checked"] = ", ".join(content.red_flag_names.values())
-        return content.fact_templates[fact.kind].format_map(_Blank(values, blank))
+            values["checked"] = self._checked_flags
+        return content.fact_templates[fact.kind].format_map(
+            _Blank(values, content.words["not_recorded"])
+        )
 
     def _facts_block(self, finding: Finding) -> str:
         lines = [f"- {self._fact_line(fact)}" for fact in finding.facts]
@@ -132,7 +137,7 @@ class CardBuilder:
             "duration": self.duration_words(context.pain_duration_days),
         }
         values["facts"] = self._facts_block(finding)
-        values["evidence"] = self._evidence_block(topic)
+        values["evidence"] = self._evidence_blocks[topic.topic]
         return values
 
     # --- FHIR suggestions -------------------------------------------------------------------

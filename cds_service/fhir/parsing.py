@@ -264,12 +264,10 @@ class _VerdictCache:
         if raw.get("resourceType") not in KNOWN_TYPES:
             return False
         try:
-            canonical = json.dumps(
-                [draft_patient_ref, raw], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            )
+            canonical = orjson.dumps([draft_patient_ref, raw], option=orjson.OPT_SORT_KEYS)
         except (TypeError, ValueError):  # not JSON content: validate without remembering
             return validate_resource(raw, draft_patient_ref=draft_patient_ref) is not None
-        key = hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
+        key = hashlib.blake2b(canonical, digest_size=16).digest()
         with self._lock:
             known = key in self._verdicts
             if known:
