@@ -11,15 +11,19 @@ import uuid
 from flask import Flask, Response, g, request
 
 from cds_service.config import Settings
-from cds_service.http import discovery, health, openapi, services
+from cds_service.http import discovery, feedback, health, openapi, services
 from cds_service.http.auth import Authenticator, register_authentication
 from cds_service.http.body import BoundedRequest
 from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
 from cds_service.http.json_provider import OrjsonProvider
 from cds_service.runtime import Runtime
+from cds_service.store.database import StoreUnavailable, parse_database_url
+from cds_service.store.decision_log import DecisionLog
+from cds_service.store.store import DecisionStore
 
 log = logging.getLogger("cds_service.requests")
+store_log = logging.getLogger("cds_service.store")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -41,7 +45,11 @@ def create_app(
     app.config["TRAP_BAD_REQUEST_ERRORS"] = False
     app.json = OrjsonProvider(app)
     app.extensions["cds_runtime"] = runtime
-    for module in (discovery, services, health, openapi):
+    # No connection is made here: engines are per process, made on first use after fork.
+    store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
+    app.extensions["cds_store"] = store
+    app.extensions["cds_decision_log"] = DecisionLog(store, queue_size=settings.decision_queue_size)
+    for module in (discovery, services, feedback, health, openapi):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     # Order matters: the request log starts first, preflights are answered before
@@ -50,6 +58,28 @@ def create_app(
     register_cors(app, settings.cors_origins)
     register_authentication(app, authenticator)
     return app
+
+
+def prepare_store(app: Flask) -> bool:
+    """Create or migrate the store schema at start, then close the connections (workers fork
+    after this). A store that is down does not stop the service: cards still go out, and
+    the schema is made when the store is first reachable. True when the store is ready.
+    """
+    store: DecisionStore = app.extensions["cds_store"]
+    try:
+        store.ensure_ready()
+    except StoreUnavailable as error:
+        store_log.error(
+            "decision store unavailable at start; cards are served and writes will be retried",
+            extra={"event": "store_unavailable", "reason": str(error), "store": store.describe()},
+        )
+        return False
+    finally:
+        store.dispose()
+    store_log.info(
+        "decision store ready", extra={"event": "store_ready", "store": store.describe()}
+    )
+    return True
 
 
 def _register_request_log(app: Flask) -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
+
+from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
+from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
+from cds_service.store.pseudonym import MIN_SECRET_LENGTH
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_FHIR_DEADLINE_SECONDS = 2.0
@@ -71,6 +75,21 @@ def _date(environ: Mapping[str, str], name: str) -> date | None:
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise ConfigError(f"{name} must be a date like 2026-11-22, got {raw!r}") from None
+
+
+def _database_url(environ: Mapping[str, str]) -> str:
+    raw = (environ.get("CDS_DATABASE_URL") or "").strip() or DEFAULT_DATABASE_URL
+    try:
+        return parse_database_url(raw).render_as_string(hide_password=False)
+    except ValueError as error:  # the reason never repeats the URL: it may hold a password
+        raise ConfigError(f"CDS_DATABASE_URL {error}") from None
+
+
+def _secret(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name) or None
+    if raw is not None and len(raw) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters long")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -244,6 +263,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     # SQLite file of used token ids (jti), shared by the workers; None: a private temporary file.
     replay_db: str | None = None
+    # Decision log and feedback store (SQLite file or PostgreSQL).
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
+    # Key of the patient pseudonyms; None: generated and kept in the store (development).
+    patient_key_secret: str | None = field(default=None, repr=False)
+    decision_queue_size: int = DEFAULT_QUEUE_SIZE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -272,4 +296,9 @@ class Settings:
             public_url=_public_url(env, required=bool(trusted_clients)),
             cors_origins=_cors_origins(env, trusted_clients),
             replay_db=_replay_db(env),
+            database_url=_database_url(env),
+            patient_key_secret=_secret(env, "CDS_PATIENT_KEY_SECRET"),
+            decision_queue_size=_positive_int(
+                env, "CDS_DECISION_QUEUE_SIZE", DEFAULT_QUEUE_SIZE
+            ),
         )

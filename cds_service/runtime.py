@@ -13,6 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from cds_service.card_builder.builder import CardBuilder
 from cds_service.card_builder.content import CardContent, load_card_content
 from cds_service.config import Settings
+from cds_service.content_version import content_version
 from cds_service.fhir.access import FhirFetcher, PatientDataGatherer
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.parsing import KNOWN_TYPES
@@ -39,6 +40,8 @@ class Runtime:
     handler: HookHandler
     load_seconds: float
     fetcher: FhirFetcher | None = None
+    # Package version + hash of the loaded card content and terminology (decision log).
+    content_version: str = ""
 
     @classmethod
     def load(
@@ -71,6 +74,7 @@ class Runtime:
             gatherer=PatientDataGatherer(fetcher),
             today=clock,
         )
+        version = content_version(settings.cards_dir)
         _warm_up()
         elapsed = time.perf_counter() - started
         log.info(
@@ -80,10 +84,13 @@ class Runtime:
                 "value_sets": len(terminology.value_set_ids),
                 "codes": terminology.code_count,
                 "card_topics": len(content.topics),
+                "content_version": version,
                 "seconds": round(elapsed, 3),
             },
         )
-        return cls(settings, terminology, content, services, handler, elapsed, fetcher)
+        return cls(
+            settings, terminology, content, services, handler, elapsed, fetcher, version
+        )
 
 
 def _warm_up() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import date
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from servers import PostgresServer, PostgresUnavailable, start_postgres
 
 from cds_service.app import create_app
 from cds_service.config import Settings
@@ -41,11 +43,20 @@ def runtime() -> Runtime:
     return Runtime.load(SETTINGS)
 
 
+@pytest.fixture(scope="session")
+def app_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """SETTINGS with the decision store in a temporary SQLite file (never the working folder)."""
+    folder = tmp_path_factory.mktemp("store")
+    return dataclasses.replace(SETTINGS, database_url=f"sqlite:///{folder / 'cds-decisions.db'}")
+
+
 @pytest.fixture
-def app(runtime: Runtime) -> Flask:
-    application = create_app(SETTINGS, runtime=runtime)
+def app(runtime: Runtime, app_settings: Settings) -> Iterator[Flask]:
+    application = create_app(app_settings, runtime=runtime)
     application.config["TESTING"] = True
-    return application
+    yield application
+    application.extensions["cds_decision_log"].close()
+    application.extensions["cds_store"].dispose()
 
 
 @pytest.fixture
@@ -62,3 +73,26 @@ def fixture_request() -> Any:
         return copy.deepcopy(load_fixture(name)[1])
 
     return _load
+
+
+# --- the decision store on both backends ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (see tests/servers.py for where from)."""
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as error:
+        pytest.skip(f"PostgreSQL tests skipped: no PostgreSQL server could be started ({error})")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of each backend: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cds-decisions.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from cds_service.card_builder.content import ContentError
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 f"shorter than --timeout ({args.timeout})"
             )
         configure_logging(settings.log_level, settings.log_format)
-        from cds_service.app import create_app
+        from cds_service.app import create_app, prepare_store
 
         # Loaded before forking: a bad configuration stops here with one line, and the
         # workers share the loaded terminology copy-on-write.
@@ -54,16 +55,29 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ContentError) as error:
         print(f"cds-service: configuration error: {error}", file=sys.stderr)
         return 2
+    prepare_store(app)
+    decision_log = app.extensions["cds_decision_log"]
     # What is loaded now lives as long as the server: keep it out of the garbage collector's
     # scans in every worker (and so off the pages each worker would otherwise copy).
     gc.freeze()
     server = gunicorn_server(
-        app, bind=f"{args.host}:{args.port}", workers=args.workers, timeout=args.timeout
+        app,
+        bind=f"{args.host}:{args.port}",
+        workers=args.workers,
+        timeout=args.timeout,
+        # Write the cards still queued for the decision log before a worker exits.
+        worker_exit=lambda _arbiter, _worker: decision_log.close(),
     )
     if settings.evaluation_date:
         log.warning(
             "CDS_EVALUATION_DATE pins today's date; use only for tests and fixture replays",
             extra={"event": "evaluation_date_pinned"},
+        )
+    if not settings.patient_key_secret:
+        log.warning(
+            "CDS_PATIENT_KEY_SECRET is not set: patient pseudonyms use a key generated and kept "
+            "in the decision store; set a secret kept outside the store in production",
+            extra={"event": "patient_key_from_store"},
         )
     log.info(
         "starting server",
@@ -78,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def gunicorn_server(
-    app: Any, *, bind: str, workers: int, timeout: int, proc_name: str = "cds-service"
+    app: Any,
+    *,
+    bind: str,
+    workers: int,
+    timeout: int,
+    proc_name: str = "cds-service",
+    worker_exit: Callable[[Any, Any], None] | None = None,
 ) -> Any:
     """gunicorn with sync workers and the app loaded before forking (bench/ runs its bare
     Flask baseline with these very settings)."""
@@ -95,6 +115,8 @@ def gunicorn_server(
             self.cfg.set("accesslog", None)
             self.cfg.set("errorlog", "-")
             self.cfg.set("proc_name", proc_name)
+            if worker_exit is not None:
+                self.cfg.set("worker_exit", worker_exit)
 
         def load(self) -> Any:
             return app

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
+from cds_service.store.decision_log import DecisionLog, IssuedCards
 
 blueprint = Blueprint("services", __name__)
 
@@ -19,6 +20,18 @@ def call_service(service_id: str) -> Response:
     if isinstance(document.get("hookInstance"), str):
         g.hook_instance = document["hookInstance"]
     outcome = runtime.handler.handle(service_id, document)
+    if outcome.cards:
+        decision_log: DecisionLog = current_app.extensions["cds_decision_log"]
+        decision_log.record(
+            IssuedCards(
+                service_id=service_id,
+                hook=outcome.request.hook,
+                hook_instance=outcome.request.hook_instance,
+                patient_id=outcome.request.patient_id,
+                cards=outcome.cards,
+                content_version=runtime.content_version,
+            )
+        )
     g.topics = outcome.topics
     g.decision = outcome.decision
     if outcome.fetched:

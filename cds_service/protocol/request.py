@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -241,6 +241,15 @@ def _plainly_valid_request(document: Any) -> bool:
     return True
 
 
+def _leaves(errors: Iterable[jsonschema.ValidationError]) -> Iterator[jsonschema.ValidationError]:
+    """oneOf/anyOf wrap the real problems (at any depth); yield the inner ones."""
+    for error in errors:
+        if error.validator in {"oneOf", "anyOf"} and error.context:
+            yield from _leaves(error.context)
+        else:
+            yield error
+
+
 def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
     """Every violation of a packaged schema, deepest first, as (path, message)."""
     if name == "request" and _plainly_valid_request(document):
@@ -253,13 +262,8 @@ def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
         validator.iter_errors(document),
         key=lambda e: (-len(e.absolute_path), list(map(str, e.absolute_path))),
     )
-    leaves: list[jsonschema.ValidationError] = []
-    for error in errors:
-        # oneOf/anyOf wrap the real problems; report the inner ones.
-        wraps = error.validator in {"oneOf", "anyOf"} and error.context
-        leaves.extend(error.context if wraps else [error])
     seen: dict[str, tuple[str, str]] = {}
-    for error in leaves:
+    for error in _leaves(errors):
         path, message = _describe(error, shape)
         seen.setdefault(message, (path, message))
     return list(seen.values())
@@ -302,15 +306,20 @@ def _check_fhir_server(url: Any) -> str | None:
     return url.rstrip("/")
 
 
-def parse_hook_request(document: dict[str, Any], service: ServiceDefinition) -> HookRequest:
-    problems = schema_problems("request", document)
+def check_schema(name: str, document: Any) -> None:
+    """Raise a 400 naming the JSON paths of the first few violations of a packaged schema."""
+    problems = schema_problems(name, document)
     if problems:
         shown = problems[:_MAX_REPORTED_PROBLEMS]
         raise bad_request(
-            "The request does not match the CDS Hooks 2.0 request shape: "
+            f"The {name} does not match the {_SHAPES.get(name, name)} shape: "
             + "; ".join(message for _, message in shown),
             [path for path, _ in shown],
         )
+
+
+def parse_hook_request(document: dict[str, Any], service: ServiceDefinition) -> HookRequest:
+    check_schema("request", document)
     hook = document["hook"]
     if hook != service.hook:
         raise bad_request(

@@ -1,0 +1,309 @@
+"""`cds-service report`: which cards clinicians accept and which they override, and why.
+
+Reads the decision store named by CDS_DATABASE_URL. The table is meant for a clinical
+informaticist; csv and json carry the same numbers for spreadsheets and dashboards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from cds_service.card_builder.content import CardContent, ContentError, load_card_content
+from cds_service.config import ConfigError, Settings
+from cds_service.rules.findings import Topic
+from cds_service.store.database import StoreUnavailable, parse_database_url
+from cds_service.store.report import (
+    TOP_REASONS,
+    OutcomeReport,
+    ReasonCount,
+    TopicOutcomes,
+    build_report,
+)
+from cds_service.store.store import open_existing_store
+
+_LEGEND = """\
+How to read this
+  Cards issued       cards the service returned in the period, whatever happened next.
+  Feedback           cards the EHR sent feedback for; the others were not acted on.
+  Accepted           cards whose latest feedback is "accepted" (a suggestion was taken).
+  Overridden         cards whose latest feedback is "overridden" (the clinician went ahead).
+  Accept rate        accepted / feedback.
+  Override rate      overridden / feedback.
+  Suggestions taken  suggestions applied on accepted cards.
+A high override rate, or many cards without feedback, points to alert fatigue: review the
+recommendation's rule or its words."""
+
+
+def _since(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a date like 2026-01-31") from None
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="acceptance and override of cards per recommendation",
+        description="Cards issued, feedback, acceptance and override rates, top override "
+        "reasons and suggestions accepted, per recommendation (card topic). Reads the "
+        "decision store named by CDS_DATABASE_URL.",
+    )
+    parser.add_argument(
+        "--since",
+        type=_since,
+        metavar="DATE",
+        help="only cards issued on or after DATE (YYYY-MM-DD, UTC); default: all",
+    )
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="default: table"
+    )
+    parser.set_defaults(handler=run)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Readable names from the card content: recommendation titles and override reasons."""
+
+    titles: dict[str, str]
+    reason_system: str
+    reasons: dict[str, str]
+
+    @classmethod
+    def from_content(cls, content: CardContent) -> Names:
+        titles = {topic.value: content.topics[topic].title for topic in Topic}
+        reasons = {
+            reason.code: reason.display
+            for topic in content.topics.values()
+            for reason in topic.override_reasons
+        }
+        return cls(titles, content.override_reason_system, reasons)
+
+    def title(self, topic: str) -> str:
+        return self.titles.get(topic, topic)
+
+    def reason(self, reason: ReasonCount) -> str:
+        if reason.code is None:
+            return "(no coded reason)"
+        if reason.display:
+            return reason.display
+        if reason.system in (None, self.reason_system) and reason.code in self.reasons:
+            return self.reasons[reason.code]
+        return reason.code
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+        content = load_card_content(settings.cards_dir)
+    except (ConfigError, ContentError) as error:
+        print(f"cds-service: configuration error: {error}", file=sys.stderr)
+        return 2
+    since = (
+        datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC)
+        if args.since
+        else None
+    )
+    try:
+        store = open_existing_store(
+            parse_database_url(settings.database_url), settings.patient_key_secret
+        )
+        try:
+            with store.reading() as connection:
+                report = build_report(connection, since)
+        finally:
+            store.dispose()
+    except StoreUnavailable as error:
+        print(f"cds-service: cannot read the decision store: {error}", file=sys.stderr)
+        return 1
+    render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
+    sys.stdout.write(render(report, Names.from_content(content), store.describe()))
+    return 0
+
+
+# --- formats --------------------------------------------------------------------------------
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _count(number: int, singular: str, plural: str = "") -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+def _period(report: OutcomeReport) -> str:
+    return (
+        f"cards issued since {report.since:%Y-%m-%d}" if report.since else "all cards in the store"
+    )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Plain-text columns: the first left-aligned, the rest right-aligned (numbers)."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return [line(headers), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1])]
+
+
+_COLUMNS = (
+    "Recommendation",
+    "Cards issued",
+    "Feedback",
+    "Accepted",
+    "Overridden",
+    "Accept rate",
+    "Override rate",
+    "Suggestions taken",
+)
+
+
+def _cells(label: str, row: TopicOutcomes) -> list[str]:
+    return [
+        label,
+        str(row.cards_issued),
+        str(row.feedback_received),
+        str(row.accepted),
+        str(row.overridden),
+        _percent(row.acceptance_rate),
+        _percent(row.override_rate),
+        str(row.suggestions_accepted),
+    ]
+
+
+def render_table(report: OutcomeReport, names: Names, store: str) -> str:
+    out = [
+        f"Card outcomes by recommendation: {_period(report)}",
+        f"Store: {store}",
+        "Rules and content: " + (", ".join(report.content_versions) or "no cards logged"),
+        "",
+    ]
+    if not report.topics:
+        out.append("No cards were issued in this period.")
+    else:
+        rows = [_cells(row.topic, row) for row in report.topics]
+        rows.append(_cells("All recommendations", report.totals))
+        out.extend(_table(_COLUMNS, rows))
+        out += ["", f"Top override reasons (up to {TOP_REASONS} per recommendation)"]
+        overridden = [row for row in report.topics if row.overridden]
+        for row in overridden:
+            out.append(f"  {row.topic}: {names.title(row.topic)}")
+            for reason in row.override_reasons[:TOP_REASONS]:
+                out.append(f"    {reason.count:>5}  {names.reason(reason)}")
+            if row.override_comments:
+                out.append(
+                    f"           ({row.override_comments} with a comment from the clinician)"
+                )
+        if not overridden:
+            out.append("  No card was overridden in this period.")
+    unknown = report.unknown_cards
+    if unknown.entries:
+        out += [
+            "",
+            f"Feedback for cards not in the decision log (not counted above): "
+            f"{_count(unknown.entries, 'entry', 'entries')} for {_count(unknown.cards, 'card')}, "
+            f"{unknown.accepted} accepted, {unknown.overridden} overridden.",
+        ]
+    out += ["", _LEGEND, ""]
+    return "\n".join(out)
+
+
+def _reasons_text(row: TopicOutcomes, names: Names) -> str:
+    return "; ".join(f"{names.reason(r)} ({r.count})" for r in row.override_reasons[:TOP_REASONS])
+
+
+def render_csv(report: OutcomeReport, names: Names, _store: str) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "topic",
+            "title",
+            "cards_issued",
+            "feedback_received",
+            "accepted",
+            "overridden",
+            "acceptance_rate",
+            "override_rate",
+            "suggestions_accepted",
+            "override_comments",
+            "top_override_reasons",
+        ]
+    )
+
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    for row in [*report.topics, report.totals]:
+        writer.writerow(
+            [
+                row.topic,
+                names.title(row.topic) if row.topic != "all" else "All recommendations",
+                row.cards_issued,
+                row.feedback_received,
+                row.accepted,
+                row.overridden,
+                rate(row.acceptance_rate),
+                rate(row.override_rate),
+                row.suggestions_accepted,
+                row.override_comments,
+                _reasons_text(row, names),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _topic_json(row: TopicOutcomes, names: Names) -> dict[str, Any]:
+    return {
+        "topic": row.topic,
+        "title": names.title(row.topic) if row.topic != "all" else "All recommendations",
+        "cardsIssued": row.cards_issued,
+        "feedbackReceived": row.feedback_received,
+        "feedbackEntries": row.feedback_entries,
+        "accepted": row.accepted,
+        "overridden": row.overridden,
+        "acceptanceRate": row.acceptance_rate,
+        "overrideRate": row.override_rate,
+        "suggestionsAccepted": row.suggestions_accepted,
+        "overrideComments": row.override_comments,
+        "topOverrideReasons": [
+            {
+                "system": r.system,
+                "code": r.code,
+                "display": names.reason(r),
+                "count": r.count,
+            }
+            for r in row.override_reasons[:TOP_REASONS]
+        ],
+    }
+
+
+def render_json(report: OutcomeReport, names: Names, _store: str) -> str:
+    unknown = report.unknown_cards
+    document = {
+        "generatedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "since": report.since.date().isoformat() if report.since else None,
+        "contentVersions": report.content_versions,
+        "topics": [_topic_json(row, names) for row in report.topics],
+        "totals": _topic_json(report.totals, names),
+        "unknownCardFeedback": {
+            "entries": unknown.entries,
+            "cards": unknown.cards,
+            "accepted": unknown.accepted,
+            "overridden": unknown.overridden,
+        },
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

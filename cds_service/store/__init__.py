@@ -1,0 +1,1 @@
+"""The decision store: card decisions and clinician feedback (SQLite or PostgreSQL)."""

@@ -1,0 +1,242 @@
+"""The decision log: every card returned is written to the store off the request path.
+
+A response only puts small records on a bounded in-process queue (microseconds); one writer
+thread per worker process writes them in batches. A slow or down store therefore never
+slows or fails a response. While the store is down the writer keeps its batch and retries
+with back-off; when the queue is full, new records are dropped and counted in the log.
+At exit (gunicorn's worker_exit hook, or atexit) the queue is flushed for a bounded time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.store.database import StoreUnavailable
+from cds_service.store.store import DecisionRecord, DecisionStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 10_000
+BATCH_SIZE = 200
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class IssuedCards:
+    """The cards of one response and the call they answered."""
+
+    service_id: str
+    hook: str
+    hook_instance: str
+    patient_id: str = field(repr=False)  # only its keyed HMAC reaches the store
+    cards: Sequence[Mapping[str, Any]] = field(repr=False)
+    content_version: str = ""
+
+    def records(self, issued_at: datetime) -> list[DecisionRecord]:
+        """What the log keeps of each card: ids, topic, indicator; never the card's words."""
+        records = []
+        for card in self.cards:
+            topic = card.get("source", {}).get("topic", {}).get("code")
+            if not card.get("uuid") or not topic:
+                continue  # no uuid, no feedback can ever name it
+            records.append(
+                DecisionRecord(
+                    card_uuid=card["uuid"],
+                    issued_at=issued_at,
+                    service_id=self.service_id,
+                    hook=self.hook,
+                    hook_instance=self.hook_instance,
+                    topic=topic,
+                    indicator=card.get("indicator", ""),
+                    content_version=self.content_version,
+                    suggestion_uuids=tuple(
+                        s["uuid"] for s in card.get("suggestions", ()) if s.get("uuid")
+                    ),
+                    patient_id=self.patient_id,
+                )
+            )
+        return records
+
+
+class DecisionLog:
+    def __init__(
+        self,
+        store: DecisionStore,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        first_retry_seconds: float = 0.5,
+        max_retry_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self._queue_size = queue_size
+        self._first_retry = first_retry_seconds
+        self._max_retry = max_retry_seconds
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pid: int | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
+        self._pending = 0  # records queued or being written
+        self._dropped = 0
+        self._last_drop_log = 0.0
+        self._give_up_at: float | None = None  # set by close(): stop retrying after this
+
+    # --- request side ---------------------------------------------------------------------
+
+    def record(self, issued: IssuedCards) -> None:
+        """Queue the cards of one response. Never raises, never blocks."""
+        try:
+            records = issued.records(datetime.now(UTC))
+            self._ensure_writer()
+            for record in records:
+                self._enqueue(record)
+        except Exception as error:  # the response must go out whatever happens here
+            log.exception(
+                "decision log could not queue cards",
+                extra={"event": "decision_log_error", "error_type": type(error).__name__},
+            )
+
+    def _enqueue(self, record: DecisionRecord) -> None:
+        with self._lock:
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self._dropped += 1
+                now = time.monotonic()
+                if now - self._last_drop_log >= 60:
+                    self._last_drop_log = now
+                    log.error(
+                        "decision log queue full; cards were not logged",
+                        extra={
+                            "event": "decision_log_dropped",
+                            "dropped_total": self._dropped,
+                            "queue_size": self._queue_size,
+                        },
+                    )
+                return
+            self._pending += 1
+
+    def _ensure_writer(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid == pid:
+                return
+            # A forked worker inherits no running thread: start its own, with a fresh queue.
+            self._queue = queue.Queue(self._queue_size)
+            self._pending = 0
+            self._give_up_at = None
+            self._thread = threading.Thread(target=self._run, name="cds-decision-log", daemon=True)
+            self._thread.start()
+            self._pid = pid
+            atexit.register(self.close)
+
+    # --- writer side ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        source = self._queue
+        stopping = False
+        while not stopping:
+            item = source.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < BATCH_SIZE:
+                try:
+                    item = source.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list[DecisionRecord]) -> None:
+        delay = self._first_retry
+        failures = 0
+        while True:
+            try:
+                self.store.record_decisions(batch)
+                if failures:
+                    log.info(
+                        "decision log writes resumed",
+                        extra={"event": "decision_log_recovered", "failed_attempts": failures},
+                    )
+                break
+            except StoreUnavailable as error:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.error(
+                        "decision log write failed; retrying",
+                        extra={
+                            "event": "decision_log_write_failed",
+                            "reason": str(error),
+                            "cards": len(batch),
+                            "attempt": failures,
+                        },
+                    )
+            except Exception as error:  # a bug must not kill the writer thread
+                failures += 1
+                log.exception(
+                    "decision log write failed unexpectedly; retrying",
+                    extra={
+                        "event": "decision_log_write_failed",
+                        "error_type": type(error).__name__,
+                    },
+                )
+            give_up_at = self._give_up_at
+            if give_up_at is not None and time.monotonic() + delay > give_up_at:
+                log.error(
+                    "decision log gave up at shutdown; cards were not logged",
+                    extra={"event": "decision_log_lost", "cards": len(batch)},
+                )
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, self._max_retry)
+        with self._idle:
+            self._pending -= len(batch)
+            self._idle.notify_all()
+
+    # --- flushing -------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued card is written (or given up); True when the queue is empty."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush for at most `timeout` seconds and stop the writer (idempotent)."""
+        if self._pid != os.getpid() or self._thread is None:
+            return
+        thread = self._thread
+        deadline = time.monotonic() + timeout
+        self._give_up_at = deadline
+        with contextlib.suppress(queue.Full):  # the writer still stops at the deadline
+            self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+        thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if self._pending:
+                log.error(
+                    "decision log closed with cards not written",
+                    extra={"event": "decision_log_lost", "cards": self._pending},
+                )
+            self._thread = None
+            self._pid = None

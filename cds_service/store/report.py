@@ -1,0 +1,202 @@
+"""What happened to the cards: acceptance and override per recommendation (card topic).
+
+Counted per card: a card's outcome is its latest feedback (by outcomeTimestamp), since a
+client may send feedback for one card more than once. Feedback naming a card the decision
+log does not hold (issued before the log, purged, or from elsewhere) is counted apart.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, Select, and_, case, distinct, func, select
+
+from cds_service.store.schema import card_decisions, feedback
+
+TOP_REASONS = 3
+_ACCEPTED = "accepted"
+_OVERRIDDEN = "overridden"
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    system: str | None
+    code: str | None
+    display: str | None
+    count: int
+
+
+@dataclass
+class TopicOutcomes:
+    topic: str
+    cards_issued: int = 0
+    feedback_received: int = 0  # cards with at least one feedback entry
+    feedback_entries: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    suggestions_accepted: int = 0
+    override_comments: int = 0
+    override_reasons: list[ReasonCount] = field(default_factory=list)  # most frequent first
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.accepted / self.feedback_received if self.feedback_received else None
+
+    @property
+    def override_rate(self) -> float | None:
+        return self.overridden / self.feedback_received if self.feedback_received else None
+
+
+@dataclass(frozen=True)
+class UnknownCardFeedback:
+    entries: int
+    cards: int
+    accepted: int
+    overridden: int
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    since: datetime | None
+    topics: list[TopicOutcomes]
+    unknown_cards: UnknownCardFeedback
+    content_versions: list[str]
+
+    @property
+    def totals(self) -> TopicOutcomes:
+        total = TopicOutcomes(topic="all")
+        for row in self.topics:
+            total.cards_issued += row.cards_issued
+            total.feedback_received += row.feedback_received
+            total.feedback_entries += row.feedback_entries
+            total.accepted += row.accepted
+            total.overridden += row.overridden
+            total.suggestions_accepted += row.suggestions_accepted
+            total.override_comments += row.override_comments
+        return total
+
+
+def _latest_feedback() -> Select[tuple[object, ...]]:
+    ranked = select(
+        feedback.c.card_uuid,
+        feedback.c.outcome,
+        feedback.c.accepted_suggestion_count,
+        feedback.c.override_system,
+        feedback.c.override_code,
+        feedback.c.override_display,
+        feedback.c.override_comment,
+        func.row_number()
+        .over(
+            partition_by=feedback.c.card_uuid,
+            order_by=(feedback.c.outcome_at.desc(), feedback.c.id.desc()),
+        )
+        .label("position"),
+    ).subquery("ranked")
+    return select(ranked).where(ranked.c.position == 1)
+
+
+def _issued_since(since: datetime | None) -> list[object]:
+    return [card_decisions.c.issued_at >= since] if since else []
+
+
+def build_report(connection: Connection, since: datetime | None = None) -> OutcomeReport:
+    latest = _latest_feedback().subquery("latest")
+    issued = _issued_since(since)
+    is_accepted = latest.c.outcome == _ACCEPTED
+    is_overridden = latest.c.outcome == _OVERRIDDEN
+
+    rows: dict[str, TopicOutcomes] = {}
+    per_topic = (
+        select(
+            card_decisions.c.topic,
+            func.count(),
+            func.count(latest.c.card_uuid),
+            func.sum(case((is_accepted, 1), else_=0)),
+            func.sum(case((is_overridden, 1), else_=0)),
+            func.sum(case((is_accepted, latest.c.accepted_suggestion_count), else_=0)),
+            func.sum(
+                case((and_(is_overridden, latest.c.override_comment.is_not(None)), 1), else_=0)
+            ),
+        )
+        .select_from(
+            card_decisions.outerjoin(latest, latest.c.card_uuid == card_decisions.c.card_uuid)
+        )
+        .where(*issued)
+        .group_by(card_decisions.c.topic)
+    )
+    for topic, count, responded, accepted, overridden, suggestions, comments in connection.execute(
+        per_topic
+    ):
+        rows[topic] = TopicOutcomes(
+            topic=topic,
+            cards_issued=count,
+            feedback_received=responded,
+            accepted=int(accepted or 0),
+            overridden=int(overridden or 0),
+            suggestions_accepted=int(suggestions or 0),
+            override_comments=int(comments or 0),
+        )
+
+    entries = (
+        select(card_decisions.c.topic, func.count())
+        .select_from(
+            feedback.join(card_decisions, feedback.c.card_uuid == card_decisions.c.card_uuid)
+        )
+        .where(*issued)
+        .group_by(card_decisions.c.topic)
+    )
+    for topic, count in connection.execute(entries):
+        rows[topic].feedback_entries = count
+
+    reasons: dict[str, list[ReasonCount]] = defaultdict(list)
+    reason_query = (
+        select(
+            card_decisions.c.topic,
+            latest.c.override_system,
+            latest.c.override_code,
+            func.max(latest.c.override_display),
+            func.count(),
+        )
+        .select_from(latest.join(card_decisions, latest.c.card_uuid == card_decisions.c.card_uuid))
+        .where(is_overridden, *issued)
+        .group_by(card_decisions.c.topic, latest.c.override_system, latest.c.override_code)
+    )
+    for topic, system, code, display, count in connection.execute(reason_query):
+        reasons[topic].append(ReasonCount(system, code, display, count))
+    for topic, found in reasons.items():
+        # Most frequent first; ties in a stable order; "no reason given" last among equals.
+        found.sort(key=lambda r: (-r.count, r.code is None, r.code or "", r.system or ""))
+        rows[topic].override_reasons = found
+
+    versions = sorted(
+        connection.scalars(select(card_decisions.c.content_version).where(*issued).distinct())
+    )
+    return OutcomeReport(
+        since=since,
+        topics=sorted(rows.values(), key=lambda r: r.topic),
+        unknown_cards=_unknown_card_feedback(connection, since),
+        content_versions=versions,
+    )
+
+
+def _unknown_card_feedback(connection: Connection, since: datetime | None) -> UnknownCardFeedback:
+    orphan = (
+        select(feedback.c.card_uuid, feedback.c.outcome)
+        .select_from(
+            feedback.outerjoin(card_decisions, feedback.c.card_uuid == card_decisions.c.card_uuid)
+        )
+        .where(card_decisions.c.card_uuid.is_(None))
+        .where(*([feedback.c.received_at >= since] if since else []))
+        .subquery("orphan")
+    )
+    entries, cards, accepted, overridden = connection.execute(
+        select(
+            func.count(),
+            func.count(distinct(orphan.c.card_uuid)),
+            func.sum(case((orphan.c.outcome == _ACCEPTED, 1), else_=0)),
+            func.sum(case((orphan.c.outcome == _OVERRIDDEN, 1), else_=0)),
+        )
+    ).one()
+    return UnknownCardFeedback(int(entries), int(cards), int(accepted or 0), int(overridden or 0))

@@ -1,0 +1,260 @@
+"""The decision store: what the service said (card decisions) and what clinicians did about it
+(feedback). SQLAlchemy Core over SQLite or PostgreSQL.
+
+Every database failure leaves as StoreUnavailable, without the driver's message (which can
+quote stored values). After a connection failure the store is not tried again for a short
+cool-down, so a down store costs callers nothing rather than a connect timeout each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from cds_service.protocol.feedback import FeedbackEntry
+from cds_service.store.database import Database, StoreUnavailable, describe_url
+from cds_service.store.pseudonym import PatientPseudonymizer
+from cds_service.store.schema import SchemaTooNew, card_decisions, feedback, migrate, store_meta
+
+log = logging.getLogger(__name__)
+
+_PATIENT_KEY_SECRET = "patient_key_secret"
+_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One card returned to a client, as the decision log keeps it."""
+
+    card_uuid: str
+    issued_at: datetime
+    service_id: str
+    hook: str
+    hook_instance: str
+    topic: str
+    indicator: str
+    content_version: str
+    suggestion_uuids: tuple[str, ...]
+    # Held in memory until written; only its keyed HMAC reaches the store.
+    patient_id: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    received: int
+    stored: int
+    unknown_cards: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.stored
+
+
+def insert_ignoring_duplicates(connection: Connection, table: Table, keys: Sequence[str]) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING: a row whose key is already stored is skipped."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    # The row count (1 stored, 0 skipped) is the answer; keep it on every driver.
+    return statement.execution_options(preserve_rowcount=True)
+
+
+class DecisionStore:
+    def __init__(
+        self, url: URL, patient_key_secret: str | None = None, *, cooldown_seconds: float = 2.0
+    ) -> None:
+        self.database = Database(url)
+        self._configured_secret = patient_key_secret
+        self._cooldown = cooldown_seconds
+        self._unavailable_until = 0.0
+        self._ready_pid: int | None = None
+        self._pseudonymizer: PatientPseudonymizer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> URL:
+        return self.database.url
+
+    def describe(self) -> str:
+        return describe_url(self.database.url)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        if time.monotonic() < self._unavailable_until:
+            raise StoreUnavailable("the decision store was unreachable moments ago")
+        try:
+            yield
+        except _UNREACHABLE as error:
+            self._unavailable_until = time.monotonic() + self._cooldown
+            raise StoreUnavailable(
+                f"the decision store is unreachable ({type(error).__name__})"
+            ) from error
+        except SQLAlchemyError as error:
+            raise StoreUnavailable(f"the decision store failed ({type(error).__name__})") from error
+
+    def ensure_ready(self) -> None:
+        """Create or migrate the schema and load the patient key, once per process."""
+        pid = os.getpid()
+        if self._ready_pid == pid:
+            return
+        with self._lock:
+            if self._ready_pid == pid:
+                return
+            with self._guard():
+                try:
+                    with self.database.engine.begin() as connection:
+                        applied = migrate(connection)
+                        secret = self._configured_secret or self._stored_secret(connection)
+                except SchemaTooNew as error:
+                    raise StoreUnavailable(str(error)) from None
+            self._pseudonymizer = PatientPseudonymizer(secret)
+            self._ready_pid = pid
+            if applied:
+                log.info(
+                    "decision store schema migrated",
+                    extra={
+                        "event": "store_migrated",
+                        "versions": applied,
+                        "store": self.describe(),
+                    },
+                )
+
+    def _stored_secret(self, connection: Connection) -> str:
+        generated = connection.execute(
+            insert_ignoring_duplicates(connection, store_meta, ["name"]).values(
+                name=_PATIENT_KEY_SECRET, value=secrets.token_hex(32)
+            )
+        )
+        if generated.rowcount:
+            log.info(
+                "generated a patient key secret and kept it in the decision store",
+                extra={"event": "patient_key_generated"},
+            )
+        value: str = connection.scalar(
+            select(store_meta.c.value).where(store_meta.c.name == _PATIENT_KEY_SECRET)
+        )
+        return value
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on a ready store; any failure is StoreUnavailable."""
+        self.ensure_ready()
+        with self._guard(), self.database.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reports; any failure is StoreUnavailable."""
+        self.ensure_ready()
+        with self._guard(), self.database.engine.connect() as connection:
+            yield connection
+
+    def dispose(self) -> None:
+        self.database.dispose()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        """Store cards as issued. Idempotent: a card uuid already stored is skipped."""
+        if not records:
+            return
+        with self.transaction() as connection:
+            pseudonymizer = self._pseudonymizer
+            assert pseudonymizer is not None  # set by ensure_ready
+            rows = [
+                {
+                    "card_uuid": r.card_uuid,
+                    "issued_at": r.issued_at,
+                    "service_id": r.service_id,
+                    "hook": r.hook,
+                    "hook_instance": r.hook_instance,
+                    "topic": r.topic,
+                    "indicator": r.indicator,
+                    "content_version": r.content_version,
+                    "suggestion_uuids": json.dumps(list(r.suggestion_uuids)),
+                    "patient_key": pseudonymizer.pseudonym(r.patient_id),
+                    "patient_key_id": pseudonymizer.key_id,
+                }
+                for r in records
+            ]
+            connection.execute(
+                insert_ignoring_duplicates(connection, card_decisions, ["card_uuid"]), rows
+            )
+            # Feedback can outrun the decision log; it is no longer "unknown" once the card is.
+            connection.execute(
+                update(feedback)
+                .where(feedback.c.card_uuid.in_([r.card_uuid for r in records]))
+                .where(feedback.c.card_known.is_(False))
+                .values(card_known=True)
+            )
+
+    def record_feedback(
+        self, service_id: str, entries: Iterable[FeedbackEntry], received_at: datetime | None = None
+    ) -> FeedbackReceipt:
+        """Store clinician responses. A repeated identical entry is stored once."""
+        entries = list(entries)
+        received_at = received_at or datetime.now(UTC)
+        with self.transaction() as connection:
+            known = set(
+                connection.scalars(
+                    select(card_decisions.c.card_uuid).where(
+                        card_decisions.c.card_uuid.in_({e.card_uuid for e in entries})
+                    )
+                )
+            )
+            statement = insert_ignoring_duplicates(connection, feedback, ["entry_hash"])
+            stored = 0
+            for entry in entries:
+                result = connection.execute(
+                    statement.values(_feedback_row(service_id, entry, known, received_at))
+                )
+                stored += result.rowcount
+        unknown = sum(1 for e in entries if e.card_uuid not in known)
+        return FeedbackReceipt(received=len(entries), stored=stored, unknown_cards=unknown)
+
+
+def _feedback_row(
+    service_id: str, entry: FeedbackEntry, known: set[str], received_at: datetime
+) -> dict[str, Any]:
+    reason = entry.override_reason
+    return {
+        "entry_hash": entry.fingerprint(service_id),
+        "received_at": received_at,
+        "service_id": service_id,
+        "card_uuid": entry.card_uuid,
+        "card_known": entry.card_uuid in known,
+        "outcome": entry.outcome.value,
+        "outcome_at": entry.outcome_at,
+        "accepted_suggestions": json.dumps(list(entry.accepted_suggestions)),
+        "accepted_suggestion_count": len(set(entry.accepted_suggestions)),
+        "override_system": reason.system if reason else None,
+        "override_code": reason.code if reason else None,
+        "override_display": reason.display if reason else None,
+        "override_comment": reason.comment if reason else None,
+    }
+
+
+def open_existing_store(url: URL, patient_key_secret: str | None = None) -> DecisionStore:
+    """The store for an operator command. A SQLite file that does not exist is an error here
+    (a report run from the wrong folder must not create an empty store and report zeros).
+    """
+    if url.get_backend_name() == "sqlite" and not os.path.isfile(url.database or ""):
+        raise StoreUnavailable(
+            f"there is no decision store at {url.database} (set CDS_DATABASE_URL to the "
+            "store the service writes)"
+        )
+    return DecisionStore(url, patient_key_secret)

@@ -1,0 +1,388 @@
+"""The decision store on SQLite and on a real PostgreSQL server: schema, decision log,
+feedback, `cds-service report` and `cds-service purge`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import hmac
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import SETTINGS
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
+
+from cds_service.app import create_app
+from cds_service.cli import main
+from cds_service.protocol.feedback import FeedbackEntry, Outcome, OverrideReason
+from cds_service.runtime import Runtime
+from cds_service.store.database import StoreUnavailable, parse_database_url
+from cds_service.store.schema import LATEST_VERSION, card_decisions, feedback, schema_migrations
+from cds_service.store.store import DecisionRecord, DecisionStore
+
+SECRET = "test-secret-" + "x" * 32
+REASON_SYSTEM = "http://example.org/fhir/back-pain-cds/CodeSystem/override-reason"
+PATIENT_ID = "Patient-Moreno-4711"
+
+
+def _store(url: str, secret: str | None = SECRET) -> DecisionStore:
+    return DecisionStore(parse_database_url(url), secret, cooldown_seconds=0)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[DecisionStore]:
+    opened = _store(store_url)
+    yield opened
+    opened.dispose()
+
+
+def _record(
+    card_uuid: str,
+    *,
+    topic: str = "opioid-avoidance",
+    issued_at: datetime | None = None,
+    patient_id: str = PATIENT_ID,
+) -> DecisionRecord:
+    return DecisionRecord(
+        card_uuid=card_uuid,
+        issued_at=issued_at or datetime.now(UTC),
+        service_id="back-pain-order-sign",
+        hook="order-sign",
+        hook_instance=str(uuid.uuid4()),
+        topic=topic,
+        indicator="warning",
+        content_version="0.1.0+test",
+        suggestion_uuids=("s-1", "s-2"),
+        patient_id=patient_id,
+    )
+
+
+def _overridden(card_uuid: str, code: str | None = None, minute: int = 0) -> FeedbackEntry:
+    reason = OverrideReason(REASON_SYSTEM, code, None, None) if code else None
+    return FeedbackEntry(
+        card_uuid, Outcome.OVERRIDDEN, (), reason, datetime(2026, 11, 22, 10, minute, tzinfo=UTC)
+    )
+
+
+def _accepted(card_uuid: str, *suggestions: str, minute: int = 0) -> FeedbackEntry:
+    return FeedbackEntry(
+        card_uuid,
+        Outcome.ACCEPTED,
+        suggestions,
+        None,
+        datetime(2026, 11, 22, 10, minute, tzinfo=UTC),
+    )
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def test_schema_is_created_once_and_versioned(store_url: str) -> None:
+    first, second = _store(store_url), _store(store_url)
+    first.ensure_ready()
+    second.ensure_ready()  # a second instance finds the schema in place
+    with first.reading() as connection:
+        versions = list(connection.scalars(select(schema_migrations.c.version)))
+        assert versions == [LATEST_VERSION]
+        assert connection.scalar(select(func.count()).select_from(card_decisions)) == 0
+    first.dispose()
+    second.dispose()
+
+
+def test_a_store_migrated_by_a_newer_release_is_refused(store: DecisionStore) -> None:
+    with store.transaction() as connection:
+        connection.execute(
+            schema_migrations.insert().values(
+                version=LATEST_VERSION + 1, description="future", applied_at=datetime.now(UTC)
+            )
+        )
+    newer = _store(str(store.url.render_as_string(hide_password=False)))
+    with pytest.raises(StoreUnavailable, match=r"knows up to"):
+        newer.ensure_ready()
+    newer.dispose()
+
+
+# --- decision log rows ----------------------------------------------------------------------
+
+
+def test_decisions_keep_a_keyed_pseudonym_never_the_patient_id(store: DecisionStore) -> None:
+    card = str(uuid.uuid4())
+    store.record_decisions([_record(card)])
+    store.record_decisions([_record(card)])  # the same card again: kept once
+    with store.reading() as connection:
+        rows = list(connection.execute(select(card_decisions)))
+    assert len(rows) == 1
+    row = rows[0]._mapping
+    expected = hmac.new(SECRET.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    assert row["patient_key"] == expected
+    assert PATIENT_ID not in json.dumps({k: str(v) for k, v in row.items()})
+    assert json.loads(row["suggestion_uuids"]) == ["s-1", "s-2"]
+    assert row["issued_at"].tzinfo is not None
+
+
+def test_without_a_configured_secret_instances_share_a_generated_key(store_url: str) -> None:
+    first, second = _store(store_url, secret=None), _store(store_url, secret=None)
+    first.record_decisions([_record("card-a")])
+    second.record_decisions([_record("card-b")])
+    with first.reading() as connection:
+        keys = set(connection.scalars(select(card_decisions.c.patient_key)))
+        key_ids = set(connection.scalars(select(card_decisions.c.patient_key_id)))
+    assert len(keys) == 1 and len(key_ids) == 1
+    configured = hmac.new(SECRET.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    assert keys != {configured}
+    first.dispose()
+    second.dispose()
+
+
+def test_feedback_is_idempotent_and_links_known_cards(store: DecisionStore) -> None:
+    known, unknown = str(uuid.uuid4()), str(uuid.uuid4())
+    store.record_decisions([_record(known)])
+    entries = [_accepted(known, "s-1"), _overridden(unknown), _overridden(unknown)]
+    receipt = store.record_feedback("back-pain-order-sign", entries)
+    assert (receipt.received, receipt.stored, receipt.duplicates, receipt.unknown_cards) == (
+        3,
+        2,
+        1,
+        2,
+    )
+    assert store.record_feedback("back-pain-order-sign", entries[:1]).stored == 0
+    with store.reading() as connection:
+        flags = dict(connection.execute(select(feedback.c.card_uuid, feedback.c.card_known)).all())
+    assert flags == {known: True, unknown: False}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_app(runtime: Runtime, store_url: str) -> Iterator[Flask]:
+    settings = dataclasses.replace(SETTINGS, database_url=store_url, patient_key_secret=SECRET)
+    application = create_app(settings, runtime=runtime)
+    yield application
+    application.extensions["cds_decision_log"].close()
+    application.extensions["cds_store"].dispose()
+
+
+def _issue(client: FlaskClient, app: Flask, request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    response = client.post("/cds-services/back-pain-order-sign", json=request)
+    assert response.status_code == 200
+    assert app.extensions["cds_decision_log"].flush(10)
+    return {card["source"]["topic"]["code"]: card for card in response.get_json()["cards"]}
+
+
+def _report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, *arguments: str
+) -> str:
+    monkeypatch.setenv("CDS_DATABASE_URL", url)
+    assert main(["report", *arguments]) == 0
+    return capsys.readouterr().out
+
+
+def test_issued_accepted_and_overridden_cards_show_up_in_the_report(
+    store_app: Flask,
+    store_url: str,
+    fixture_request: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = store_app.test_client()
+    first = _issue(client, store_app, fixture_request("opioid-tramadol-acute-low-back-pain"))
+    second = _issue(client, store_app, fixture_request("opioid-tramadol-acute-low-back-pain"))
+    assert set(first) == {"opioid-avoidance", "exercise-therapy"}
+
+    suggestion = first["opioid-avoidance"]["suggestions"][0]["uuid"]
+    body = {
+        "feedback": [
+            {  # accepted, with one suggestion taken
+                "card": first["opioid-avoidance"]["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": suggestion}],
+                "outcomeTimestamp": "2026-11-22T10:00:00Z",
+            },
+            {  # overridden with a coded reason (no display: the report names it)
+                "card": second["opioid-avoidance"]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {
+                    "reason": {"system": REASON_SYSTEM, "code": "nonopioid-therapy-failed"},
+                    "userComment": "Tried topical and oral NSAIDs.",
+                },
+                "outcomeTimestamp": "2026-11-22T10:01:00Z",
+            },
+            {  # overridden first, accepted later: the latest outcome counts
+                "card": first["exercise-therapy"]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"system": REASON_SYSTEM, "code": "exercise-deferred"},
+                "outcomeTimestamp": "2026-11-22T10:02:00Z",
+            },
+            {
+                "card": first["exercise-therapy"]["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [
+                    {"id": first["exercise-therapy"]["suggestions"][0]["uuid"]}
+                ],
+                "outcomeTimestamp": "2026-11-22T10:03:00Z",
+            },
+            {  # a card this store never issued
+                "card": str(uuid.uuid4()),
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-22T10:04:00Z",
+            },
+        ]
+    }
+    response = client.post("/cds-services/back-pain-order-sign/feedback", json=body)
+    assert response.get_json() == {
+        "received": 5,
+        "stored": 5,
+        "alreadyStored": 0,
+        "unknownCards": 1,
+    }
+
+    report = json.loads(_report(monkeypatch, capsys, store_url, "--format", "json"))
+    topics = {row["topic"]: row for row in report["topics"]}
+    opioid, exercise = topics["opioid-avoidance"], topics["exercise-therapy"]
+    assert (opioid["cardsIssued"], opioid["feedbackReceived"]) == (2, 2)
+    assert (opioid["accepted"], opioid["overridden"], opioid["suggestionsAccepted"]) == (1, 1, 1)
+    assert opioid["acceptanceRate"] == 0.5 and opioid["overrideRate"] == 0.5
+    assert opioid["topOverrideReasons"] == [
+        {
+            "system": REASON_SYSTEM,
+            "code": "nonopioid-therapy-failed",
+            "display": "Non-opioid treatments tried and failed or not tolerated",
+            "count": 1,
+        }
+    ]
+    assert opioid["overrideComments"] == 1
+    assert (exercise["cardsIssued"], exercise["feedbackReceived"]) == (2, 1)
+    assert (exercise["accepted"], exercise["overridden"], exercise["feedbackEntries"]) == (1, 0, 2)
+    assert exercise["acceptanceRate"] == 1.0
+    assert report["totals"]["cardsIssued"] == 4 and report["totals"]["accepted"] == 2
+    assert report["unknownCardFeedback"] == {
+        "entries": 1,
+        "cards": 1,
+        "accepted": 0,
+        "overridden": 1,
+    }
+    assert report["contentVersions"] == [store_app.extensions["cds_runtime"].content_version]
+
+    table = _report(monkeypatch, capsys, store_url)
+    opioid_line = next(line for line in table.splitlines() if line.startswith("opioid-avoidance"))
+    assert opioid_line.split() == ["opioid-avoidance", "2", "2", "1", "1", "50.0%", "50.0%", "1"]
+    assert "Non-opioid treatments tried and failed or not tolerated" in table
+    assert "Avoid opioids for back pain" in table
+    assert "not in the decision log" in table
+    assert "Tried topical" not in table  # clinicians' comments are counted, not printed
+
+    rows = list(
+        csv.DictReader(io.StringIO(_report(monkeypatch, capsys, store_url, "--format", "csv")))
+    )
+    by_topic = {row["topic"]: row for row in rows}
+    assert by_topic["opioid-avoidance"]["acceptance_rate"] == "0.5000"
+    assert by_topic["exercise-therapy"]["override_rate"] == "0.0000"
+    assert by_topic["all"]["cards_issued"] == "4"
+
+
+def test_report_since_counts_only_cards_issued_from_that_day(
+    store: DecisionStore,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = datetime(2025, 3, 1, tzinfo=UTC)
+    store.record_decisions(
+        [_record("old-card", issued_at=old), _record("new-card", topic="avoid-glucosamine")]
+    )
+    store.record_feedback(
+        "back-pain-order-sign", [_overridden("old-card", "established-opioid-therapy")]
+    )
+    everything = json.loads(_report(monkeypatch, capsys, store_url, "--format", "json"))
+    assert {row["topic"] for row in everything["topics"]} == {
+        "opioid-avoidance",
+        "avoid-glucosamine",
+    }
+    recent = json.loads(
+        _report(monkeypatch, capsys, store_url, "--format", "json", "--since", "2026-01-01")
+    )
+    assert [row["topic"] for row in recent["topics"]] == ["avoid-glucosamine"]
+    assert recent["since"] == "2026-01-01"
+    assert recent["topics"][0]["feedbackReceived"] == 0
+    assert recent["topics"][0]["acceptanceRate"] is None
+
+
+def test_report_of_an_empty_store_says_so(
+    store: DecisionStore,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store.ensure_ready()
+    assert "No cards were issued in this period." in _report(monkeypatch, capsys, store_url)
+
+
+def test_report_without_a_store_file_is_a_one_line_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.db"
+    monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{missing}")
+    assert main(["report"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no decision store" in error[0]
+    assert not missing.exists()  # the report did not create an empty store
+
+
+def test_bad_report_arguments_are_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--since", "last tuesday"])
+    assert exit_info.value.code == 2
+    assert "--since" in capsys.readouterr().err
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def test_purge_deletes_old_rows_and_says_what_it_deleted(
+    store: DecisionStore,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = datetime.now(UTC)
+    store.record_decisions(
+        [_record("ancient", issued_at=now - timedelta(days=400)), _record("fresh", issued_at=now)]
+    )
+    store.record_feedback(
+        "back-pain-order-sign", [_overridden("ancient")], now - timedelta(days=399)
+    )
+    store.record_feedback("back-pain-order-sign", [_overridden("fresh")], now)
+    monkeypatch.setenv("CDS_DATABASE_URL", store_url)
+
+    assert main(["purge", "--older-than", "365", "--dry-run"]) == 0
+    assert "Would delete 1 card decisions issued and 1 feedback entries" in capsys.readouterr().out
+    with store.reading() as connection:
+        assert connection.scalar(select(func.count()).select_from(card_decisions)) == 2
+
+    assert main(["purge", "--older-than", "365"]) == 0
+    assert "Deleted 1 card decisions issued and 1 feedback entries" in capsys.readouterr().out
+    with store.reading() as connection:
+        assert list(connection.scalars(select(card_decisions.c.card_uuid))) == ["fresh"]
+        assert list(connection.scalars(select(feedback.c.card_uuid))) == ["fresh"]
+        if connection.dialect.name == "sqlite":
+            assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "many"])
+def test_purge_needs_a_positive_number_of_days(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["purge", "--older-than", days])
+    assert exit_info.value.code == 2
+    assert "--older-than" in capsys.readouterr().err
