@@ -24,6 +24,11 @@ RUN pip install /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
 COPY examples ./examples
 COPY fhir_fixtures ./fhir_fixtures
+# Without CDS_DATABASE_URL, the decision log and feedback store is a SQLite file on this
+# volume (writable also with a read-only root file system); docker-compose.yml uses PostgreSQL.
+RUN mkdir /data && chown 10001:10001 /data
+ENV CDS_DATABASE_URL=sqlite:////data/cds-decisions.db
+VOLUME /data
 
 USER 10001:10001
 EXPOSE 8080

@@ -36,8 +36,12 @@ def free_port() -> int:
 
 
 def serve(
-    port: int, env: dict[str, str], workers: int = 1, *, cwd: Path | None = None
+    port: int, env: dict[str, str], workers: int = 1, *, log_file: Path | None = None
 ) -> subprocess.Popen[str]:
+    """`cds-service serve` in a subprocess. Its output goes to pipes, or to `log_file` when
+    the test makes many requests (a full pipe nobody reads would stall the server).
+    """
+    output: Any = subprocess.PIPE if log_file is None else log_file.open("w")
     return subprocess.Popen(
         [
             sys.executable,
@@ -52,9 +56,8 @@ def serve(
             str(workers),
         ],
         env={**os.environ, **env},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
         text=True,
     )
 
@@ -64,7 +67,7 @@ def wait_healthy(port: int, process: subprocess.Popen[str], seconds: float = 30)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(
-                f"server exited: {process.stderr.read() if process.stderr else ''}"
+                f"server exited: {process.stderr.read() if process.stderr else 'see its log'}"
             )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
@@ -228,3 +231,17 @@ def start_postgres() -> PostgresServer:
             "or a system PostgreSQL)"
         )
     raise PostgresUnavailable("; ".join(tried))
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc): gunicorn's workers."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
