@@ -365,12 +365,12 @@ def test_purge_deletes_old_rows_and_says_what_it_deleted(
     monkeypatch.setenv("CDS_DATABASE_URL", store_url)
 
     assert main(["purge", "--older-than", "365", "--dry-run"]) == 0
-    assert "Would delete 1 card decisions issued and 1 feedback entries" in capsys.readouterr().out
+    assert "Would delete 1 card decision issued and 1 feedback entry" in capsys.readouterr().out
     with store.reading() as connection:
         assert connection.scalar(select(func.count()).select_from(card_decisions)) == 2
 
     assert main(["purge", "--older-than", "365"]) == 0
-    assert "Deleted 1 card decisions issued and 1 feedback entries" in capsys.readouterr().out
+    assert "Deleted 1 card decision issued and 1 feedback entry" in capsys.readouterr().out
     with store.reading() as connection:
         assert list(connection.scalars(select(card_decisions.c.card_uuid))) == ["fresh"]
         assert list(connection.scalars(select(feedback.c.card_uuid))) == ["fresh"]
@@ -386,3 +386,24 @@ def test_purge_needs_a_positive_number_of_days(
         main(["purge", "--older-than", days])
     assert exit_info.value.code == 2
     assert "--older-than" in capsys.readouterr().err
+
+
+def test_a_report_in_progress_does_not_hold_up_writers(store_url: str) -> None:
+    reader, writer = _store(store_url), _store(store_url)
+    writer.record_decisions([_record("before")])
+    with reader.reading() as connection:
+        assert connection.scalar(select(func.count()).select_from(card_decisions)) == 1
+        # The read transaction is still open while another process-like store writes.
+        receipt = writer.record_feedback("back-pain-order-sign", [_overridden("before")])
+        assert receipt.stored == 1
+    reader.dispose()
+    writer.dispose()
+
+
+def test_report_on_an_unreachable_store_is_a_one_line_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_DATABASE_URL", f"postgresql://cds@/cds?host={tmp_path}&port=5999")
+    assert main(["report"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("cds-service: cannot read the decision store")

@@ -60,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"cds-service: cannot purge the decision store: {error}", file=sys.stderr)
         return 1
     verb = "Would delete" if result.dry_run else "Deleted"
+    decisions = "card decision" if result.card_decisions == 1 else "card decisions"
+    entries = "feedback entry" if result.feedback_entries == 1 else "feedback entries"
     print(
-        f"{verb} {result.card_decisions} card decisions issued and {result.feedback_entries} "
-        f"feedback entries received before {cutoff:%Y-%m-%d %H:%M} UTC "
+        f"{verb} {result.card_decisions} {decisions} issued and {result.feedback_entries} "
+        f"{entries} received before {cutoff:%Y-%m-%d %H:%M} UTC "
         f"(older than {args.older_than} days). Store: {store.describe()}"
     )
     return 0

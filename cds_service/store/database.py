@@ -23,6 +23,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 3
 POSTGRES_STATEMENT_TIMEOUT_MS = 5_000
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite"}
+READ_ONLY_OPTION = "cds_read_only"  # execution option: a transaction that only reads
 
 
 class StoreUnavailable(Exception):
@@ -92,8 +93,10 @@ def _sqlite_engine(url: URL) -> Engine:
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front. A deferred transaction that reads and
         # then writes can fail at once with SQLITE_BUSY when another process wrote in
-        # between; waiting at BEGIN is what busy_timeout can handle.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # between; waiting at BEGIN is what busy_timeout can handle. Reads (reports) stay
+        # deferred, so that a long report never holds up the writers (WAL lets both run).
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

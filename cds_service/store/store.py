@@ -20,14 +20,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, select, update
+from sqlalchemy import Connection, Insert, Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cds_service.protocol.feedback import FeedbackEntry
-from cds_service.store.database import Database, StoreUnavailable, describe_url
+from cds_service.store.database import (
+    READ_ONLY_OPTION,
+    Database,
+    StoreUnavailable,
+    describe_url,
+)
 from cds_service.store.pseudonym import PatientPseudonymizer
 from cds_service.store.schema import SchemaTooNew, card_decisions, feedback, migrate, store_meta
 
@@ -158,9 +163,14 @@ class DecisionStore:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A connection for reports; any failure is StoreUnavailable."""
+        """A read-only connection for reports; any failure is StoreUnavailable."""
         self.ensure_ready()
         with self._guard(), self.database.engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY_OPTION: True})
+            if connection.dialect.name == "postgresql":
+                # The service's 5 s statement limit is for requests; a report over a year
+                # of cards may take longer, and an operator can interrupt it.
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
             yield connection
 
     def dispose(self) -> None:
@@ -212,7 +222,7 @@ class DecisionStore:
             known = set(
                 connection.scalars(
                     select(card_decisions.c.card_uuid).where(
-                        card_decisions.c.card_uuid.in_({e.card_uuid for e in entries})
+                        card_decisions.c.card_uuid.in_(sorted({e.card_uuid for e in entries}))
                     )
                 )
             )
