@@ -197,10 +197,13 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
         rows = [_cells(row.topic, row) for row in report.topics]
         rows.append(_cells("All recommendations", report.totals))
         out.extend(_table(_COLUMNS, rows))
+        width = max(len(row.topic) for row in report.topics)
+        out += ["", "Recommendations"]
+        out += [f"  {row.topic:<{width}}  {names.title(row.topic)}" for row in report.topics]
         out += ["", f"Top override reasons (up to {TOP_REASONS} per recommendation)"]
         overridden = [row for row in report.topics if row.overridden]
         for row in overridden:
-            out.append(f"  {row.topic}: {names.title(row.topic)}")
+            out.append(f"  {row.topic}")
             for reason in row.override_reasons[:TOP_REASONS]:
                 out.append(f"    {reason.count:>5}  {names.reason(reason)}")
             if row.override_comments:
