@@ -312,3 +312,12 @@ def test_a_short_patient_key_secret_stops_serve(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert "CDS_PATIENT_KEY_SECRET must be at least 32 characters" in stderr
     assert "short" not in stderr.replace("CDS_PATIENT_KEY_SECRET", "")
+
+
+def test_cards_still_queued_at_shutdown_are_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cds-decisions.db'}"
+    running = Service(url, tmp_path / "server.log", workers=1)
+    cards = _issue_cards(running.port, 5)
+    running.stop()  # at once: the last cards are still in the worker's queue
+    _, _, logged = _stored(url)
+    assert logged == {card["uuid"] for card in cards}
