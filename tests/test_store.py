@@ -407,3 +407,13 @@ def test_report_on_an_unreachable_store_is_a_one_line_error(
     assert main(["report"]) == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("cds-service: cannot read the decision store")
+
+
+def test_the_postgres_harness_says_what_it_tried(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import servers
+
+    monkeypatch.setattr(servers, "_candidate_bindirs", lambda: [("empty folder", tmp_path)])
+    with pytest.raises(servers.PostgresUnavailable, match="empty folder: no initdb"):
+        servers.start_postgres()
