@@ -7,7 +7,7 @@ Measures, in-process through Flask's test client (no network):
     and, for comparison, with a synchronous insert in the request;
   * DecisionLog.record() alone;
   * a feedback post (one entry), which is stored before the answer.
---postgres also runs each against a throw-away PostgreSQL server (tests/servers.py).
+--postgres also runs each against a throw-away PostgreSQL server (tests/postgres_server.py).
 Numbers depend on the machine; read them side by side, not as targets.
 """
 
@@ -122,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run(f"sqlite:///{folder}/bench.db", runtime, args.requests)
     if args.postgres:
-        from servers import start_postgres
+        from postgres_server import start_postgres
 
         server = start_postgres()
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from servers import PostgresServer, PostgresUnavailable, start_postgres
+from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 from cds_service.app import create_app
 from cds_service.config import Settings
@@ -36,6 +37,17 @@ def load_fixture(name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, A
         json.loads((folder / f"{part}.json").read_text(encoding="utf-8"))
         for part in ("scenario", "request", "expected")
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _scratch_working_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests run in a scratch folder, so that an app or server started with the default
+    decision store (`cds-decisions.db` in the working folder) never writes into the checkout.
+    """
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("working-folder"))
+    yield
+    os.chdir(previous)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +92,7 @@ def fixture_request() -> Any:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the session (see tests/servers.py for where from)."""
+    """One real PostgreSQL server for the session (see tests/postgres_server.py for where from)."""
     try:
         server = start_postgres()
     except PostgresUnavailable as error:

@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -20,8 +22,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def serve(
+    port: int, env: dict[str, str], workers: int = 1, *, log_file: Path | None = None
+) -> subprocess.Popen[str]:
+    """`cds-service serve` in a subprocess. Its output goes to pipes, or to `log_file` when
+    the test makes many requests (a full pipe that nobody reads would stall the server).
+    """
+    output: Any = subprocess.PIPE if log_file is None else log_file.open("w")
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -35,10 +43,13 @@ def serve(port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[
             str(workers),
         ],
         env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
         text=True,
     )
+    if log_file is not None:
+        output.close()  # the server has its own copy of the file
+    return process
 
 
 def wait_healthy(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
@@ -46,7 +57,7 @@ def wait_healthy(port: int, process: subprocess.Popen[str], seconds: float = 30)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(
-                f"server exited: {process.stderr.read() if process.stderr else ''}"
+                f"server exited: {process.stderr.read() if process.stderr else 'see its log'}"
             )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
@@ -78,3 +89,16 @@ def running_server(port: int, env: dict[str, str], workers: int = 1) -> Iterator
     finally:
         server.process.terminate()
         _, server.log = server.process.communicate(timeout=20)
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc): gunicorn's workers."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children

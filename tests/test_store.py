@@ -412,8 +412,8 @@ def test_report_on_an_unreachable_store_is_a_one_line_error(
 def test_the_postgres_harness_says_what_it_tried(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import servers
+    import postgres_server
 
-    monkeypatch.setattr(servers, "_candidate_bindirs", lambda: [("empty folder", tmp_path)])
-    with pytest.raises(servers.PostgresUnavailable, match="empty folder: no initdb"):
-        servers.start_postgres()
+    monkeypatch.setattr(postgres_server, "_candidate_bindirs", lambda: [("empty folder", tmp_path)])
+    with pytest.raises(postgres_server.PostgresUnavailable, match="empty folder: no initdb"):
+        postgres_server.start_postgres()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import child_pids, free_port, serve, wait_healthy
+from live_server import child_pids, free_port, serve, wait_healthy
 from sqlalchemy import func, select, text
 
 from cds_service.protocol.feedback import parse_feedback

