@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -41,7 +42,8 @@ PHI = ("Moreno", "1986-04-12")  # the fixture patient's name and birth date
 
 
 def _post(port: int, path: str, body: Any, attempts: int = 1) -> tuple[int, dict[str, Any]]:
-    """POST JSON; connection failures (a killed worker) are retried like a client would."""
+    """POST JSON; a connection or answer cut off (a killed worker) is retried like a client
+    would. The entry may already be stored by then: the retry finds it already stored."""
     data = json.dumps(body).encode()
     for attempt in range(attempts):
         request = urllib.request.Request(
@@ -54,7 +56,7 @@ def _post(port: int, path: str, body: Any, attempts: int = 1) -> tuple[int, dict
                 return response.status, json.load(response)
         except urllib.error.HTTPError as error:
             return error.code, json.load(error)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2)
