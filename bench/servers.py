@@ -75,7 +75,10 @@ def start_baseline(port: int, workers: int, logs: Path) -> Server:
 def start_service(port: int, workers: int, env: Mapping[str, str], logs: Path) -> Server:
     command = [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
-    return _spawn("service", command, port, env, logs)
+    # The decision log writes as in production, to a SQLite file beside the logs (not into
+    # the working folder).
+    store = {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
+    return _spawn("service", command, port, {**store, **env}, logs)
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
