@@ -110,8 +110,12 @@ class DecisionLog:
     def _enqueue(self, records: list[DecisionRecord]) -> None:
         """One queue item per response: the writer is not woken once per card."""
         with self._lock:
-            if self._queued_cards + len(records) > self._queue_size:
-                self._dropped += len(records)
+            room = max(0, self._queue_size - self._queued_cards)
+            taken, dropped = records[:room], len(records) - min(room, len(records))
+            self._queued_cards += len(taken)
+            self._pending += len(taken)
+            if dropped:
+                self._dropped += dropped
                 now = time.monotonic()
                 if now - self._last_drop_log >= 60:
                     self._last_drop_log = now
@@ -123,10 +127,8 @@ class DecisionLog:
                             "queue_size": self._queue_size,
                         },
                     )
-                return
-            self._queued_cards += len(records)
-            self._pending += len(records)
-        self._queue.put_nowait(records)
+        if taken:
+            self._queue.put_nowait(taken)
 
     def _ensure_writer(self) -> None:
         pid = os.getpid()
