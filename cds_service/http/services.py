@@ -38,4 +38,8 @@ def call_service(service_id: str) -> Response:
         g.fetched = [category.value for category in outcome.fetched]
     if outcome.missing:
         g.missing = [category.value for category in outcome.missing]
-    return jsonify(outcome.response)
+    response = jsonify(outcome.response)
+    # Freeing a large parsed record takes milliseconds: let it happen once the answer is sent.
+    held = [document, outcome]
+    response.call_on_close(held.clear)
+    return response
