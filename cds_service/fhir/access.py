@@ -103,7 +103,7 @@ class PatientDataGatherer:
         self, request: Any, needed: Iterable[DataCategory], templates: Mapping[str, str]
     ) -> GatheredData:
         prefetch: Mapping[str, Any] = request.prefetch
-        context: Mapping[str, Any] = request.body.get("context") or {}
+        context: Mapping[str, Any] = request.context
         data: dict[DataCategory, list[dict[str, Any]] | None] = {}
         missing: dict[DataCategory, str] = {}
         queries: dict[DataCategory, FhirQuery] = {}

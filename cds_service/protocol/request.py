@@ -280,9 +280,9 @@ class HookRequest:
     draft_orders: tuple[dict[str, Any], ...]
     selections: frozenset[str] | None  # None: the hook reviews every draft (order-sign)
     prefetch: Mapping[str, Any]
+    context: Mapping[str, Any]  # the whole hook context, e.g. to fill prefetch templates
     fhir_server: str | None
     access_token: str | None = field(default=None, repr=False)  # never logged
-    body: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -356,7 +356,7 @@ def parse_hook_request(document: dict[str, Any], service: ServiceDefinition) -> 
         draft_orders=draft_orders,
         selections=selections,
         prefetch=document.get("prefetch") or {},
+        context=context,
         fhir_server=_check_fhir_server(document.get("fhirServer")),
         access_token=authorization.get("access_token"),
-        body=document,
     )

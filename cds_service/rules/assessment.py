@@ -75,6 +75,10 @@ class RedFlagFinding:
     fact: Fact
 
 
+def _red_flag(flag: RedFlag, kind: FactKind, **values: str | None) -> RedFlagFinding:
+    return RedFlagFinding(flag, Fact.of(kind, flag=flag.value, **values))
+
+
 @dataclass(frozen=True)
 class ContraindicationFinding:
     contraindication: Contraindication
@@ -173,14 +177,11 @@ class Assessment:
             elif window_days is not None and not condition.is_active:
                 continue  # undated and no longer active: too weak to call a recent red flag
             found.append(
-                RedFlagFinding(
+                _red_flag(
                     flag,
-                    Fact.of(
-                        FactKind.RED_FLAG_CONDITION,
-                        flag=flag.value,
-                        code=_code_of(condition),
-                        date=_iso(condition.start),
-                    ),
+                    FactKind.RED_FLAG_CONDITION,
+                    code=_code_of(condition),
+                    date=_iso(condition.start),
                 )
             )
         return found[:1]
@@ -199,14 +200,11 @@ class Assessment:
             return []
         hottest = max(febrile, key=lambda o: o.value or 0.0)
         return [
-            RedFlagFinding(
+            _red_flag(
                 RedFlag.FEVER,
-                Fact.of(
-                    FactKind.RED_FLAG_TEMPERATURE,
-                    flag=RedFlag.FEVER.value,
-                    value=f"{hottest.value:.1f}",
-                    date=_iso(hottest.effective),
-                ),
+                FactKind.RED_FLAG_TEMPERATURE,
+                value=f"{hottest.value:.1f}",
+                date=_iso(hottest.effective),
             )
         ]
 
@@ -215,14 +213,11 @@ class Assessment:
             if Concept.TRANSPLANT_PROCEDURE in procedure.concepts:
                 code = str(procedure.codes[0]) if procedure.codes else procedure.label
                 return [
-                    RedFlagFinding(
+                    _red_flag(
                         RedFlag.IMMUNOSUPPRESSION,
-                        Fact.of(
-                            FactKind.RED_FLAG_PROCEDURE,
-                            flag=RedFlag.IMMUNOSUPPRESSION.value,
-                            code=code,
-                            date=_iso(procedure.performed),
-                        ),
+                        FactKind.RED_FLAG_PROCEDURE,
+                        code=code,
+                        date=_iso(procedure.performed),
                     )
                 ]
         return []
@@ -248,14 +243,11 @@ class Assessment:
         if not (active_since_long or span >= STEROID_LONG_TERM_DAYS):
             return []
         return [
-            RedFlagFinding(
+            _red_flag(
                 RedFlag.LONG_TERM_STEROIDS,
-                Fact.of(
-                    FactKind.RED_FLAG_MEDICATION,
-                    flag=RedFlag.LONG_TERM_STEROIDS.value,
-                    order=first.label,
-                    date=_iso(first.authored),
-                ),
+                FactKind.RED_FLAG_MEDICATION,
+                order=first.label,
+                date=_iso(first.authored),
             )
         ]
 
@@ -294,17 +286,14 @@ class Assessment:
         if loss <= WEIGHT_LOSS_FRACTION:
             return []
         return [
-            RedFlagFinding(
+            _red_flag(
                 RedFlag.WEIGHT_LOSS,
-                Fact.of(
-                    FactKind.RED_FLAG_WEIGHT_LOSS,
-                    flag=RedFlag.WEIGHT_LOSS.value,
-                    percent=f"{loss * 100:.0f}",
-                    from_value=f"{heaviest.value:.1f}",
-                    from_date=_iso(heaviest.effective),
-                    to_value=f"{latest.value:.1f}",
-                    to_date=_iso(latest.effective),
-                ),
+                FactKind.RED_FLAG_WEIGHT_LOSS,
+                percent=f"{loss * 100:.0f}",
+                from_value=f"{heaviest.value:.1f}",
+                from_date=_iso(heaviest.effective),
+                to_value=f"{latest.value:.1f}",
+                to_date=_iso(latest.effective),
             )
         ]
 
@@ -314,14 +303,11 @@ class Assessment:
         if age is None or age < NEW_PAIN_MIN_AGE or duration is None or duration >= NEW_PAIN_DAYS:
             return []
         return [
-            RedFlagFinding(
+            _red_flag(
                 RedFlag.AGE_OVER_50_NEW_PAIN,
-                Fact.of(
-                    FactKind.RED_FLAG_AGE,
-                    flag=RedFlag.AGE_OVER_50_NEW_PAIN.value,
-                    age=str(age),
-                    duration_days=str(duration),
-                ),
+                FactKind.RED_FLAG_AGE,
+                age=str(age),
+                duration_days=str(duration),
             )
         ]
 
