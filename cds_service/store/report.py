@@ -13,11 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Select, and_, case, distinct, func, select
 
+from cds_service.protocol.feedback import Outcome
 from cds_service.store.schema import card_decisions, feedback
 
 TOP_REASONS = 3
-_ACCEPTED = "accepted"
-_OVERRIDDEN = "overridden"
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,8 @@ def _issued_since(since: datetime | None) -> list[object]:
 def build_report(connection: Connection, since: datetime | None = None) -> OutcomeReport:
     latest = _latest_feedback().subquery("latest")
     issued = _issued_since(since)
-    is_accepted = latest.c.outcome == _ACCEPTED
-    is_overridden = latest.c.outcome == _OVERRIDDEN
+    is_accepted = latest.c.outcome == Outcome.ACCEPTED.value
+    is_overridden = latest.c.outcome == Outcome.OVERRIDDEN.value
 
     rows: dict[str, TopicOutcomes] = {}
     per_topic = (
@@ -195,8 +194,8 @@ def _unknown_card_feedback(connection: Connection, since: datetime | None) -> Un
         select(
             func.count(),
             func.count(distinct(orphan.c.card_uuid)),
-            func.sum(case((orphan.c.outcome == _ACCEPTED, 1), else_=0)),
-            func.sum(case((orphan.c.outcome == _OVERRIDDEN, 1), else_=0)),
+            func.sum(case((orphan.c.outcome == Outcome.ACCEPTED.value, 1), else_=0)),
+            func.sum(case((orphan.c.outcome == Outcome.OVERRIDDEN.value, 1), else_=0)),
         )
     ).one()
     return UnknownCardFeedback(int(entries), int(cards), int(accepted or 0), int(overridden or 0))
