@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -17,6 +16,7 @@ from cds_service.http.body import BoundedRequest
 from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
 from cds_service.http.json_provider import OrjsonProvider
+from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.decision_log import DecisionLog
@@ -87,7 +87,7 @@ def _register_request_log(app: Flask) -> None:
     def _start() -> None:
         g.started = time.perf_counter()
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else new_request_id()
 
     @app.after_request
     def _finish(response: Response) -> Response:

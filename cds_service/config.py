@@ -298,7 +298,5 @@ class Settings:
             replay_db=_replay_db(env),
             database_url=_database_url(env),
             patient_key_secret=_secret(env, "CDS_PATIENT_KEY_SECRET"),
-            decision_queue_size=_positive_int(
-                env, "CDS_DECISION_QUEUE_SIZE", DEFAULT_QUEUE_SIZE
-            ),
+            decision_queue_size=_positive_int(env, "CDS_DECISION_QUEUE_SIZE", DEFAULT_QUEUE_SIZE),
         )

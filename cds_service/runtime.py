@@ -88,9 +88,7 @@ class Runtime:
                 "seconds": round(elapsed, 3),
             },
         )
-        return cls(
-            settings, terminology, content, services, handler, elapsed, fetcher, version
-        )
+        return cls(settings, terminology, content, services, handler, elapsed, fetcher, version)
 
 
 def _warm_up() -> None:

@@ -129,6 +129,33 @@ def test_decisions_keep_a_keyed_pseudonym_never_the_patient_id(store: DecisionSt
     assert row["issued_at"].tzinfo is not None
 
 
+def test_a_batch_larger_than_one_statement_is_stored_whole_and_exactly(
+    store: DecisionStore,
+) -> None:
+    # Several multi-row statements, a partial last one, a card already stored and a card
+    # repeated inside the batch: every card once, every value as given.
+    issued = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)
+    stored_before = str(uuid.uuid4())
+    store.record_decisions([_record(stored_before, issued_at=issued)])
+    cards = [str(uuid.uuid4()) for _ in range(203)]
+    other_patient = dataclasses.replace(_record(cards[7], issued_at=issued), patient_id="P-2")
+    batch = [_record(card, issued_at=issued) for card in cards]
+    batch[7] = other_patient
+    store.record_decisions([*batch, _record(stored_before), _record(cards[0])])
+    with store.reading() as connection:
+        rows = {r.card_uuid: r for r in connection.execute(select(card_decisions))}
+    assert set(rows) == {stored_before, *cards}
+    assert {r.issued_at for r in rows.values()} == {issued}
+    assert {r.topic for r in rows.values()} == {"opioid-avoidance"}
+    keys = {card: row.patient_key for card, row in rows.items()}
+    second = hmac.new(SECRET.encode(), b"P-2", hashlib.sha256).hexdigest()
+    assert keys[cards[7]] == second
+    assert {key for card, key in keys.items() if card != cards[7]} == {
+        hmac.new(SECRET.encode(), PATIENT_ID.encode(), hashlib.sha256).hexdigest()
+    }
+    assert all(json.loads(r.suggestion_uuids) == ["s-1", "s-2"] for r in rows.values())
+
+
 def test_without_a_configured_secret_instances_share_a_generated_key(store_url: str) -> None:
     first, second = _store(store_url, secret=None), _store(store_url, secret=None)
     first.record_decisions([_record("card-a")])

@@ -6,7 +6,6 @@ they leave the service.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from cds_service.card_builder.content import (
     SuggestionContent,
     TopicContent,
 )
+from cds_service.ids import time_ordered_uuid
 from cds_service.rules.findings import (
     Fact,
     FactKind,
@@ -205,7 +205,7 @@ class CardBuilder:
             return None
         suggestion: dict[str, Any] = {
             "label": words.label.format_map(values),
-            "uuid": str(uuid.uuid4()),
+            "uuid": time_ordered_uuid(),
             "actions": actions,
         }
         if intent.recommended:
@@ -223,7 +223,7 @@ class CardBuilder:
             summary = topic.summary_fallback
         indicator = finding.indicator or topic.indicator
         card: dict[str, Any] = {
-            "uuid": str(uuid.uuid4()),
+            "uuid": time_ordered_uuid(),
             "summary": summary,
             "detail": topic.detail.format_map(values).strip(),
             "indicator": indicator.value,

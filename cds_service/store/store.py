@@ -78,6 +78,81 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, keys: Seque
     return statement.execution_options(preserve_rowcount=True)
 
 
+# Card decisions are written many rows to a statement: one driver call (and, on SQLite, one
+# release of the GIL) per chunk instead of per card, so the writer thread hardly competes with
+# the requests being answered. 90 rows of 11 values stay under SQLite's oldest bound-value limit.
+_DECISION_ROWS_PER_STATEMENT = 90
+_DECISION_COLUMNS = (
+    "card_uuid",
+    "issued_at",
+    "service_id",
+    "hook",
+    "hook_instance",
+    "topic",
+    "indicator",
+    "content_version",
+    "suggestion_uuids",
+    "patient_key",
+    "patient_key_id",
+)
+
+
+def _decision_insert_sql(connection: Connection, rows: int) -> str:
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    row = "(" + ", ".join([marker] * len(_DECISION_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO {quote(card_decisions.name)} "
+        f"({', '.join(quote(name) for name in _DECISION_COLUMNS)}) "
+        f"VALUES {', '.join([row] * rows)} "
+        f"ON CONFLICT ({quote('card_uuid')}) DO NOTHING"
+    )
+
+
+def _insert_decision_rows(
+    connection: Connection, records: Sequence[DecisionRecord], pseudonymizer: PatientPseudonymizer
+) -> None:
+    dialect = connection.dialect
+    # Values are converted by the columns' own types, exactly as SQLAlchemy would bind them.
+    converters = [card_decisions.c[name].type.bind_processor(dialect) for name in _DECISION_COLUMNS]
+    patient_keys: dict[str, str] = {}  # a response's cards share one patient: one HMAC
+    values: list[Any] = []
+    for r in records:
+        patient_key = patient_keys.get(r.patient_id)
+        if patient_key is None:
+            patient_key = patient_keys[r.patient_id] = pseudonymizer.pseudonym(r.patient_id)
+        row = (
+            r.card_uuid,
+            r.issued_at,
+            r.service_id,
+            r.hook,
+            r.hook_instance,
+            r.topic,
+            r.indicator,
+            r.content_version,
+            json.dumps(list(r.suggestion_uuids)),
+            patient_key,
+            pseudonymizer.key_id,
+        )
+        values.extend(
+            value if convert is None else convert(value)
+            for convert, value in zip(converters, row, strict=True)
+        )
+    width = len(_DECISION_COLUMNS)
+    step = _DECISION_ROWS_PER_STATEMENT * width
+    full_sql = _decision_insert_sql(connection, _DECISION_ROWS_PER_STATEMENT)
+    for start in range(0, len(values), step):
+        chunk = tuple(values[start : start + step])
+        rows = len(chunk) // width
+        sql = (
+            full_sql
+            if rows == _DECISION_ROWS_PER_STATEMENT
+            else _decision_insert_sql(connection, rows)
+        )
+        connection.exec_driver_sql(sql, chunk)
+
+
 class DecisionStore:
     def __init__(
         self, url: URL, patient_key_secret: str | None = None, *, cooldown_seconds: float = 2.0
@@ -185,25 +260,7 @@ class DecisionStore:
         with self.transaction() as connection:
             pseudonymizer = self._pseudonymizer
             assert pseudonymizer is not None  # set by ensure_ready
-            rows = [
-                {
-                    "card_uuid": r.card_uuid,
-                    "issued_at": r.issued_at,
-                    "service_id": r.service_id,
-                    "hook": r.hook,
-                    "hook_instance": r.hook_instance,
-                    "topic": r.topic,
-                    "indicator": r.indicator,
-                    "content_version": r.content_version,
-                    "suggestion_uuids": json.dumps(list(r.suggestion_uuids)),
-                    "patient_key": pseudonymizer.pseudonym(r.patient_id),
-                    "patient_key_id": pseudonymizer.key_id,
-                }
-                for r in records
-            ]
-            connection.execute(
-                insert_ignoring_duplicates(connection, card_decisions, ["card_uuid"]), rows
-            )
+            _insert_decision_rows(connection, records, pseudonymizer)
             # Feedback can outrun the decision log; it is no longer "unknown" once the card is.
             connection.execute(
                 update(feedback)
