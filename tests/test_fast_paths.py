@@ -213,6 +213,42 @@ def test_each_draft_is_validated_once_per_call(
     assert sorted(drafts) == sorted(ids)
 
 
+def test_the_triage_drafts_are_reused_by_the_full_record(
+    client: FlaskClient, fixture_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+    original = RecordBuilder._draft_orders
+
+    def counting(self: RecordBuilder, source: RecordInput, *args: Any) -> Any:
+        built.append(source.hook)
+        return original(self, source, *args)
+
+    monkeypatch.setattr(RecordBuilder, "_draft_orders", counting)
+    body = fixture_request("opioid-tramadol-acute-low-back-pain")
+    response = client.post("/cds-services/back-pain-order-sign", json=body)
+    assert {c["source"]["topic"]["code"] for c in response.get_json()["cards"]} >= {
+        "opioid-avoidance"
+    }
+    assert built == ["order-sign"]  # built once, by the triage
+
+
+def test_a_drafted_medication_known_only_from_the_patients_data_is_not_triaged_away(
+    client: FlaskClient, fixture_request: Any
+) -> None:
+    # The opioid draft names its Medication by reference, and that Medication came with the
+    # medications prefetch (an _include), not with the drafts: the drafts alone cannot tell
+    # what is being ordered, so the call must not be answered "nothing to say" from them.
+    body = fixture_request("messy-medication-reference-bundle")
+    entries = body["context"]["draftOrders"]["entry"]
+    medication = next(e for e in entries if e["resource"]["resourceType"] == "Medication")
+    entries.remove(medication)
+    body["prefetch"]["medications"]["entry"].append(medication)
+    response = client.post("/cds-services/back-pain-order-sign", json=body)
+    assert response.status_code == 200
+    topics = {c["source"]["topic"]["code"] for c in response.get_json()["cards"]}
+    assert "opioid-avoidance" in topics
+
+
 # --- the request schema ---------------------------------------------------------------------
 
 

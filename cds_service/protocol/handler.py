@@ -18,7 +18,7 @@ from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
 from cds_service.record.builder import RecordBuilder, RecordInput
-from cds_service.record.model import DataCategory
+from cds_service.record.model import DataCategory, OrderEntry
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.engine import Evaluation, evaluate
 
@@ -102,14 +102,17 @@ class HookHandler:
         today = self._today()
         draft_verdicts: dict[int, bool] = {}
 
+        built_drafts: tuple[OrderEntry, ...] | None = None
         if request.hook in ORDER_HOOKS:
-            drafts_only = self._record_builder.build(
-                self._record_input(request, today, {}, draft_verdicts)
-            )
-            if not Assessment(drafts_only).related_orders_under_review:
-                return HookOutcome(
-                    {"cards": []}, request, decision="no back-pain order under review"
-                )
+            drafts_input = self._record_input(request, today, {}, draft_verdicts)
+            drafts = self._record_builder.draft_orders(drafts_input)
+            if drafts.complete:
+                drafts_only = self._record_builder.build(drafts_input, drafts.orders)
+                if not Assessment(drafts_only).related_orders_under_review:
+                    return HookOutcome(
+                        {"cards": []}, request, decision="no back-pain order under review"
+                    )
+                built_drafts = drafts.orders
 
         gathered = self._gatherer.gather(request, tuple(DataCategory), service.prefetch)
         missing = tuple(gathered.missing)
@@ -121,7 +124,7 @@ class HookHandler:
                 [f"prefetch.{category.value}" for category in missing],
             )
         record = self._record_builder.build(
-            self._record_input(request, today, gathered.data, draft_verdicts)
+            self._record_input(request, today, gathered.data, draft_verdicts), built_drafts
         )
         evaluation = evaluate(record)
         context = CardContext(

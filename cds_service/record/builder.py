@@ -158,6 +158,9 @@ class _MedicationResolver:
     """Finds the Medication a MedicationRequest points at: contained, or elsewhere in the data."""
 
     def __init__(self, resources: Iterable[dict[str, Any]]) -> None:
+        # Set when a reference points outside the resources given: a draft-only view of the
+        # call cannot know that medication, the patient's data may.
+        self.unresolved = False
         self._by_reference = {
             f"Medication/{r['id']}": r
             for r in resources
@@ -182,6 +185,8 @@ class _MedicationResolver:
                 medication = self._by_reference.get(target) or self._by_reference.get(
                     "Medication/" + target.rsplit("/", 1)[-1]
                 )
+                if medication is None:
+                    self.unresolved = True
         if isinstance(medication, dict):
             return medication.get("code"), medication.get("form")
         display = reference.get("display")
@@ -200,18 +205,38 @@ def _medication_concepts(
     return code, frozenset(concepts)
 
 
+@dataclass(frozen=True)
+class DraftOrders:
+    """The orders under review of one call, built from the drafts alone."""
+
+    orders: tuple[OrderEntry, ...]
+    # False when a draft names a Medication that is not among the drafts: only a build with
+    # the patient's data (where an _include'd Medication may be) can say what it is.
+    complete: bool
+
+
 class RecordBuilder:
     def __init__(self, terminology: Terminology) -> None:
         self._terminology = terminology
 
-    def build(self, source: RecordInput) -> PatientRecord:
+    def draft_orders(self, source: RecordInput) -> DraftOrders:
+        resolver = _MedicationResolver(source.draft_orders)
+        orders = self._draft_orders(source, resolver, f"Patient/{source.patient_id}")
+        return DraftOrders(tuple(orders), complete=not resolver.unresolved)
+
+    def build(
+        self, source: RecordInput, drafts: Sequence[OrderEntry] | None = None
+    ) -> PatientRecord:
+        """The record view of a call. `drafts`: its orders under review, already built from
+        the same drafts by `draft_orders` (complete), so they are not built twice."""
         data = source.data
         available = frozenset(category for category, value in data.items() if value is not None)
         patient_ref = f"Patient/{source.patient_id}"
         history_meds = list(data.get(DataCategory.MEDICATIONS) or ())
         resolver = _MedicationResolver([*source.draft_orders, *history_meds])
 
-        drafts = self._draft_orders(source, resolver, patient_ref)
+        if drafts is None:
+            drafts = self._draft_orders(source, resolver, patient_ref)
         draft_refs = {order.reference for order in drafts if order.reference}
         history = [
             order
