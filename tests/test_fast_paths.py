@@ -36,7 +36,7 @@ from cds_service.rules.assessment import Assessment
 from cds_service.rules.engine import evaluate
 from cds_service.runtime import Runtime
 from cds_service.terminology.concepts import Concept
-from cds_service.terminology.index import Terminology
+from cds_service.terminology.index import Terminology, canonical_system, normalise_code
 
 PROJECT = PROJECT_ROOT
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -341,6 +341,57 @@ def test_remembered_text_and_codings_answer_as_computed(
     )
     assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(ICD10 + "/", "M54.50")
     assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(ICD10 + "/", "M54.50")
+
+
+def _plain_concepts(terminology: Terminology, codeable: Any) -> frozenset[Concept]:
+    """CodeableConcept matching without any memory: every code, display and text afresh."""
+    found: set[Concept] = set()
+    if not isinstance(codeable, dict):
+        return frozenset()
+
+    def text_concepts(text: str) -> set[Concept]:
+        return {c for c, p in terminology.text_patterns.items() if p.search(text)}
+
+    for coding in codeable.get("coding") or []:
+        if not isinstance(coding, dict):
+            continue
+        system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+        if isinstance(code, str):
+            canonical = canonical_system(system if isinstance(system, str) else None)
+            key = (canonical, normalise_code(canonical, code))
+            found |= terminology.code_index.get(key, frozenset())
+        if isinstance(display, str):
+            found |= text_concepts(display)
+    if isinstance(codeable.get("text"), str):
+        found |= text_concepts(codeable["text"])
+    return frozenset(found)
+
+
+def test_remembered_codeable_concepts_answer_as_computed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh: Terminology = copy.copy(runtime.terminology)
+    for memory in ("_text_memory", "_code_memory", "_coding_memory", "_interned"):
+        object.__setattr__(fresh, memory, {})
+    monkeypatch.setattr("cds_service.terminology.index.CODE_MEMORY_ENTRIES", 4)
+    tramadol = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "10689"}
+    codeables: list[Any] = [
+        {"coding": [{"system": ICD10, "code": "M54.50", "display": "Low back pain"}]},
+        {"coding": [{"system": ICD10, "code": "M54.50"}], "text": "tramadol for back pain"},
+        {"coding": [tramadol, {**tramadol, "display": "tramadol"}], "text": "MRI lumbar spine"},
+        {"coding": [{"system": ["not", "a", "string"], "code": "M54.50"}]},
+        {"coding": [{"system": ICD10, "code": {"odd": 1}, "display": "hospice care"}]},
+        {"coding": [{"system": ICD10, "code": "M54.50", "display": "low back " + "x" * 400}]},
+        {"coding": ["not a coding", None], "text": "osteoporosis"},
+        {"coding": {"system": ICD10, "code": "M54.50"}},  # not a list: codings ignored
+        {"text": 42},
+        "not a codeable",
+        None,
+    ]
+    for codeable in codeables * 3:
+        assert fresh.concepts_for_codeable(codeable) == _plain_concepts(fresh, codeable)
+    assert len(fresh._coding_memory) <= 4
+    assert not any(len(str(key)) > 400 for key in fresh._coding_memory)
 
 
 @pytest.mark.parametrize(

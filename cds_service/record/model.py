@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 
 from cds_service.terminology.concepts import Concept
 
@@ -187,26 +188,40 @@ class PatientRecord:
         had_birthday = (self.today.month, self.today.day) >= (born.month, born.day)
         return self.today.year - born.year - (0 if had_birthday else 1)
 
-    @property
+    # Derived views are computed once per record: the rules ask for them again and again.
+    @cached_property
     def drafts(self) -> tuple[OrderEntry, ...]:
         return tuple(order for order in self.orders if order.is_draft)
 
-    @property
+    @cached_property
     def orders_under_review(self) -> tuple[OrderEntry, ...]:
         """The drafts the hook asks about: the selections at order-select, all at order-sign."""
-        return tuple(order for order in self.orders if order.is_draft and order.is_selected)
+        return tuple(order for order in self.drafts if order.is_selected)
 
     def has_data(self, *categories: DataCategory) -> bool:
         return all(category in self.available for category in categories)
 
+    @cached_property
+    def _conditions_by_concept(self) -> dict[Concept, tuple[ConditionEntry, ...]]:
+        """Each concept's conditions, in record order (one pass instead of one per question)."""
+        grouped: dict[Concept, list[ConditionEntry]] = {}
+        for condition in self.conditions:
+            for concept in condition.concepts:
+                grouped.setdefault(concept, []).append(condition)
+        return {concept: tuple(found) for concept, found in grouped.items()}
+
     def conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
         return tuple(
-            c for c in self.conditions if concept in c.concepts and c.is_valid and c.is_well_formed
+            c
+            for c in self._conditions_by_concept.get(concept, ())
+            if c.is_valid and c.is_well_formed
         )
 
     def active_conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
         return tuple(
-            c for c in self.conditions if concept in c.concepts and c.is_active and c.is_well_formed
+            c
+            for c in self._conditions_by_concept.get(concept, ())
+            if c.is_active and c.is_well_formed
         )
 
     def days_since(self, when: date | None) -> int | None:

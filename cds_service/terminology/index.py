@@ -109,6 +109,15 @@ class Terminology:
     _code_memory: dict[tuple[str | None, str], frozenset[Concept]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Whole codings (system, code, display as sent) to their concepts.
+    _coding_memory: dict[tuple[Any, Any, Any], frozenset[Concept]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    # One object per distinct concept set, so that "the same set again" is an identity check
+    # and a codeable whose code and display mean the same thing costs no set union.
+    _interned: dict[frozenset[Concept], frozenset[Concept]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def code_count(self) -> int:
@@ -142,6 +151,45 @@ class Terminology:
                 memory[text] = found
         return found
 
+    def _intern(self, concepts: frozenset[Concept]) -> frozenset[Concept]:
+        interned = self._interned
+        found = interned.get(concepts)
+        if found is None:
+            if len(interned) >= CODE_MEMORY_ENTRIES:
+                interned.clear()
+            found = interned[concepts] = concepts
+        return found
+
+    def _union(self, found: frozenset[Concept], more: frozenset[Concept]) -> frozenset[Concept]:
+        if not found:
+            return more
+        if not more or more is found or more <= found:
+            return found
+        return self._intern(found | more)
+
+    def concepts_for_coding(self, coding: Mapping[str, Any]) -> frozenset[Concept]:
+        """Concepts of one raw Coding dict: its code in its system, and its display."""
+        system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+        key = (system, code, display)
+        memory = self._coding_memory
+        try:
+            found = memory.get(key)
+        except TypeError:  # a list or dict where a string belongs: nothing to remember
+            found, key = None, None
+        if found is not None:
+            return found
+        found = _NO_CONCEPTS
+        if isinstance(code, str):
+            found = self.concepts_for_code(system if isinstance(system, str) else None, code)
+        if isinstance(display, str):
+            found = self._union(found, self.concepts_for_text(display))
+        found = self._intern(found)
+        if key is not None and _short_enough(system, code, display):
+            if len(memory) >= CODE_MEMORY_ENTRIES:
+                memory.clear()
+            memory[key] = found
+        return found
+
     def concepts_for_codeable(self, codeable: Any) -> frozenset[Concept]:
         """Concepts of a raw CodeableConcept dict: every coding, plus its text and displays."""
         if not isinstance(codeable, dict):
@@ -150,20 +198,11 @@ class Terminology:
         codings = codeable.get("coding")
         if isinstance(codings, list):
             for coding in codings:
-                if not isinstance(coding, dict):
-                    continue
-                code = coding.get("code")
-                if isinstance(code, str):
-                    system = coding.get("system")
-                    found |= self.concepts_for_code(
-                        system if isinstance(system, str) else None, code
-                    )
-                display = coding.get("display")
-                if isinstance(display, str):
-                    found |= self.concepts_for_text(display)
+                if isinstance(coding, dict):
+                    found = self._union(found, self.concepts_for_coding(coding))
         text = codeable.get("text")
         if isinstance(text, str):
-            found |= self.concepts_for_text(text)
+            found = self._union(found, self._intern(self.concepts_for_text(text)))
         return found
 
     def codes_of(self, concept: Concept, system: str) -> tuple[str, ...]:
@@ -175,6 +214,11 @@ class Terminology:
 
     def orderable(self, name: str) -> Orderable:
         return self.orderables[name]
+
+
+def _short_enough(*values: Any) -> bool:
+    """Worth remembering: long free text is matched afresh rather than held in memory."""
+    return sum(len(v) for v in values if isinstance(v, str)) <= TEXT_MEMORY_MAX_LENGTH
 
 
 def _data_files() -> Any:
