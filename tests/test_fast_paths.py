@@ -589,3 +589,21 @@ def test_plain_python_request_check_never_accepts_what_the_schema_refuses() -> N
     )
     assert hooks == {"order-sign", "order-select", "patient-view"}
     assert checked > 3000 and accepted > 100
+
+
+def test_code_facts_prefer_known_codes_and_keep_long_displays_whole(runtime: Runtime) -> None:
+    long_display = "Low back pain " + "with a very long free-text display " * 20
+    codeable = {
+        "coding": [
+            {"system": "http://example.org/local", "code": "LBP-1", "display": "local"},
+            {"system": ICD10, "code": "M54.50", "display": long_display},
+        ]
+    }
+    for _ in range(2):  # the second answer comes from memory where one is kept
+        facts = record_builder._facts_for(codeable, runtime.terminology)
+        assert [(f.system_label, f.code, f.display) for f in facts] == [
+            ("ICD-10-CM", "M54.50", long_display)
+        ]
+    unknown_only = {"coding": [{"system": "http://example.org/local", "code": "LBP-1"}]}
+    facts = record_builder._facts_for(unknown_only, runtime.terminology)
+    assert [str(f) for f in facts] == ["http://example.org/local LBP-1"]

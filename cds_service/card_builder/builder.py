@@ -73,6 +73,16 @@ class CardBuilder:
             topic: self._evidence_block(topic_content)
             for topic, topic_content in content.topics.items()
         }
+        # The parts of a card that are the same for every patient. Cards are only ever
+        # serialised, never changed, so every card of a topic can carry the same objects.
+        self._sources = {topic: self._source(c) for topic, c in content.topics.items()}
+        self._override_reasons = {
+            topic: [
+                {"system": content.override_reason_system, "code": r.code, "display": r.display}
+                for r in c.override_reasons
+            ]
+            for topic, c in content.topics.items()
+        }
 
     # --- words ------------------------------------------------------------------------------
 
@@ -214,6 +224,17 @@ class CardBuilder:
 
     # --- cards ------------------------------------------------------------------------------
 
+    def _source(self, topic: TopicContent) -> dict[str, Any]:
+        source: dict[str, Any] = {"label": topic.source_label}
+        if topic.source_url:
+            source["url"] = topic.source_url
+        source["topic"] = {
+            "system": self._content.topic_system,
+            "code": topic.topic.value,
+            "display": topic.title,
+        }
+        return source
+
     def card(self, finding: Finding, context: CardContext) -> dict[str, Any]:
         content = self._content
         topic = content.topics[finding.topic]
@@ -227,15 +248,7 @@ class CardBuilder:
             "summary": summary,
             "detail": topic.detail.format_map(values).strip(),
             "indicator": indicator.value,
-            "source": {
-                "label": topic.source_label,
-                **({"url": topic.source_url} if topic.source_url else {}),
-                "topic": {
-                    "system": content.topic_system,
-                    "code": topic.topic.value,
-                    "display": topic.title,
-                },
-            },
+            "source": self._sources[finding.topic],
         }
         suggestions = [
             s
@@ -246,10 +259,7 @@ class CardBuilder:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one"
         if topic.override_reasons:
-            card["overrideReasons"] = [
-                {"system": content.override_reason_system, "code": r.code, "display": r.display}
-                for r in topic.override_reasons
-            ]
+            card["overrideReasons"] = self._override_reasons[finding.topic]
         return card
 
     def cards(self, findings: tuple[Finding, ...], context: CardContext) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from cds_service.fhir.parsing import readable, to_date
@@ -65,6 +66,8 @@ _WEIGHT_FACTORS = {
     "lbs": 0.45359237,
 }
 
+_REMEMBERED_CODING_LENGTH = 300  # longer codings (free text in a display) are not kept
+
 _IGNORED_OBSERVATION_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _IGNORED_PROCEDURE_STATUSES = frozenset({"entered-in-error", "not-done"})
 _IGNORED_ORDER_STATUSES = frozenset({"entered-in-error"})
@@ -94,28 +97,39 @@ def _items(value: Any) -> list[Any]:
     return [value] if isinstance(value, dict) else []
 
 
-def _code_facts(
-    codeable: Any, terminology: Terminology, matched_only: bool
-) -> tuple[CodeFact, ...]:
-    if not isinstance(codeable, dict):
-        return ()
-    facts: list[CodeFact] = []
-    for coding in _items(codeable.get("coding")):
-        if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
-            continue
-        system = coding.get("system") if isinstance(coding.get("system"), str) else None
-        if matched_only and not terminology.concepts_for_code(system, coding["code"]):
-            continue
-        canonical = canonical_system(system)
-        display = coding.get("display") if isinstance(coding.get("display"), str) else ""
-        facts.append(CodeFact(_SYSTEM_LABELS.get(canonical, canonical), coding["code"], display))
-    return tuple(facts)
+@lru_cache(maxsize=4096)
+def _remembered_code_fact(system: str | None, code: str, display: str) -> CodeFact:
+    canonical = canonical_system(system)
+    return CodeFact(_SYSTEM_LABELS.get(canonical, canonical), code, display)
+
+
+def _code_fact(system: str | None, code: str, display: str) -> CodeFact:
+    # The same codes come back call after call: one shared, immutable fact per coding.
+    if len(code) + len(display) + len(system or "") <= _REMEMBERED_CODING_LENGTH:
+        return _remembered_code_fact(system, code, display)
+    return _remembered_code_fact.__wrapped__(system, code, display)
 
 
 def _facts_for(codeable: Any, terminology: Terminology) -> tuple[CodeFact, ...]:
-    return _code_facts(codeable, terminology, matched_only=True) or _code_facts(
-        codeable, terminology, matched_only=False
-    )
+    """The codings of a CodeableConcept as facts: those the value sets know, else all."""
+    if not isinstance(codeable, dict):
+        return ()
+    matched: list[CodeFact] = []
+    every: list[CodeFact] = []
+    for coding in _items(codeable.get("coding")):
+        if not isinstance(coding, dict):
+            continue
+        code = coding.get("code")
+        if not isinstance(code, str):
+            continue
+        system = coding.get("system")
+        system = system if isinstance(system, str) else None
+        display = coding.get("display")
+        fact = _code_fact(system, code, display if isinstance(display, str) else "")
+        every.append(fact)
+        if terminology.concepts_for_code(system, code):
+            matched.append(fact)
+    return tuple(matched or every)
 
 
 def _label(codeable: Any) -> str:
