@@ -50,13 +50,10 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    # Neither format shows where a call was made or which thread or process made it, so the
-    # logging module is told not to collect that for every record (the stack walk that finds
-    # the caller is most of a record's cost; this is the logging HOWTO's own optimisation).
+    # Neither format shows where a call was made, so the logging module is told not to walk
+    # the stack to find the caller of every log call (most of a record's cost; the logging
+    # HOWTO's own optimisation). Records still carry the pid: gunicorn's own lines print it.
     logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("cds_service")
