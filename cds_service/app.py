@@ -13,6 +13,7 @@ from cds_service.config import Settings
 from cds_service.http import discovery, feedback, health, openapi, services
 from cds_service.http.auth import Authenticator, register_authentication
 from cds_service.http.body import BoundedRequest
+from cds_service.http.collector import register_collector_pause
 from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
 from cds_service.http.json_provider import OrjsonProvider
@@ -52,6 +53,7 @@ def create_app(
     for module in (discovery, services, feedback, health, openapi):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
+    register_collector_pause(app)
     # Order matters: the request log starts first, preflights are answered before
     # authentication, and authentication runs before any route reads the body.
     _register_request_log(app)

@@ -18,6 +18,7 @@ from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 from cds_service.app import create_app
 from cds_service.config import Settings
+from cds_service.http import collector
 from cds_service.runtime import Runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,15 @@ def _scratch_working_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     os.chdir(tmp_path_factory.mktemp("working-folder"))
     yield
     os.chdir(previous)
+
+
+@pytest.fixture(autouse=True)
+def _collector_pause_ends_with_the_test() -> Iterator[None]:
+    """Flask's test client does not close answers as a WSGI server does, so a hook call's
+    collector pause (cds_service.http.collector) would last until the next request; end it
+    with the test instead."""
+    yield
+    collector.end_pause()
 
 
 @pytest.fixture(scope="session")

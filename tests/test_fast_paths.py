@@ -607,3 +607,84 @@ def test_code_facts_prefer_known_codes_and_keep_long_displays_whole(runtime: Run
     unknown_only = {"coding": [{"system": "http://example.org/local", "code": "LBP-1"}]}
     facts = record_builder._facts_for(unknown_only, runtime.terminology)
     assert [str(f) for f in facts] == ["http://example.org/local LBP-1"]
+
+
+# --- the collector paused for a hook call ---------------------------------------------------
+
+
+def _post(client: FlaskClient, body: Any, raw: bytes | None = None) -> int:
+    response = client.post(
+        "/cds-services/back-pain-order-sign",
+        data=raw if raw is not None else json.dumps(body),
+        content_type="application/json",
+    )
+    response.close()  # what a WSGI server does once the answer is sent
+    return response.status_code
+
+
+def test_the_collector_is_paused_during_a_call_and_resumed_after_it(
+    client: FlaskClient, fixture_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    original = record_builder.RecordBuilder.build
+
+    def watching(self: RecordBuilder, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(record_builder.RecordBuilder, "build", watching)
+    assert gc.isenabled()
+    assert _post(client, fixture_request("opioid-tramadol-acute-low-back-pain")) == 200
+    assert seen and not any(seen)
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda body: b"{not json",  # refused while parsing
+        lambda body: json.dumps({**body, "hook": "patient-view"}).encode(),  # refused later
+        lambda body: json.dumps({**body, "prefetch": {}}).encode(),  # 412, no FHIR server
+    ],
+)
+def test_the_collector_is_resumed_after_a_refused_call(
+    client: FlaskClient, fixture_request: Any, broken: Any
+) -> None:
+    body = fixture_request("opioid-tramadol-acute-low-back-pain")
+    body.pop("fhirServer", None)
+    assert _post(client, body, broken(body)) in {400, 412}
+    assert gc.isenabled()
+
+
+def test_a_collector_paused_by_someone_else_stays_paused(
+    client: FlaskClient, fixture_request: Any
+) -> None:
+    gc.disable()
+    try:
+        assert _post(client, fixture_request("opioid-tramadol-acute-low-back-pain")) == 200
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_an_answer_the_server_never_closes_does_not_leave_the_collector_paused(
+    client: FlaskClient, fixture_request: Any
+) -> None:
+    body = fixture_request("opioid-tramadol-acute-low-back-pain")
+    unclosed = client.post("/cds-services/back-pain-order-sign", json=body)
+    assert unclosed.status_code == 200 and not gc.isenabled()  # until the answer is closed
+    assert client.get("/health").status_code == 200  # the next request ends the pause
+    assert gc.isenabled()
+    unclosed.close()
+    assert gc.isenabled()
+
+
+def test_the_collector_is_resumed_when_the_handler_fails(
+    client: FlaskClient, fixture_request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(record_builder.RecordBuilder, "build", failing)
+    assert _post(client, fixture_request("opioid-tramadol-acute-low-back-pain")) == 500
+    assert gc.isenabled()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from cds_service.http.collector import pause_for_this_request, resume_when_sent
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
 from cds_service.store.decision_log import DecisionLog, IssuedCards
@@ -16,6 +17,7 @@ def call_service(service_id: str) -> Response:
     runtime: Runtime = current_app.extensions["cds_runtime"]
     g.service_id = service_id
     runtime.handler.service(service_id)  # unknown service: 404 before reading the body
+    pause_for_this_request()
     document = parse_json_object(request.get_data(cache=False))
     if isinstance(document.get("hookInstance"), str):
         g.hook_instance = document["hookInstance"]
@@ -41,5 +43,5 @@ def call_service(service_id: str) -> Response:
     response = jsonify(outcome.response)
     # Freeing a large parsed record takes milliseconds: let it happen once the answer is sent.
     held = [document, outcome]
-    response.call_on_close(held.clear)
+    resume_when_sent(response, held.clear)
     return response
