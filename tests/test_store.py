@@ -132,8 +132,8 @@ def test_decisions_keep_a_keyed_pseudonym_never_the_patient_id(store: DecisionSt
 def test_a_batch_larger_than_one_statement_is_stored_whole_and_exactly(
     store: DecisionStore,
 ) -> None:
-    # Several multi-row statements, a partial last one, a card already stored and a card
-    # repeated inside the batch: every card once, every value as given.
+    # Several multi-row statements, a partial last one, a card already stored and cards
+    # repeated inside the batch and inside one statement: every card once, values as given.
     issued = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)
     stored_before = str(uuid.uuid4())
     store.record_decisions([_record(stored_before, issued_at=issued)])
@@ -141,6 +141,7 @@ def test_a_batch_larger_than_one_statement_is_stored_whole_and_exactly(
     other_patient = dataclasses.replace(_record(cards[7], issued_at=issued), patient_id="P-2")
     batch = [_record(card, issued_at=issued) for card in cards]
     batch[7] = other_patient
+    batch.insert(2, _record(cards[1], issued_at=issued))  # a repeat within one statement
     store.record_decisions([*batch, _record(stored_before), _record(cards[0])])
     with store.reading() as connection:
         rows = {r.card_uuid: r for r in connection.execute(select(card_decisions))}
