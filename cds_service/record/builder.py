@@ -36,6 +36,7 @@ from cds_service.terminology.index import (
     SNOMED,
     Terminology,
     canonical_system,
+    worth_remembering,
 )
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ _WEIGHT_FACTORS = {
     "lb": 0.45359237,
     "lbs": 0.45359237,
 }
-
-_REMEMBERED_CODING_LENGTH = 300  # longer codings (free text in a display) are not kept
 
 _IGNORED_OBSERVATION_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _IGNORED_PROCEDURE_STATUSES = frozenset({"entered-in-error", "not-done"})
@@ -105,7 +104,7 @@ def _remembered_code_fact(system: str | None, code: str, display: str) -> CodeFa
 
 def _code_fact(system: str | None, code: str, display: str) -> CodeFact:
     # The same codes come back call after call: one shared, immutable fact per coding.
-    if len(code) + len(display) + len(system or "") <= _REMEMBERED_CODING_LENGTH:
+    if worth_remembering(system, code, display):
         return _remembered_code_fact(system, code, display)
     return _remembered_code_fact.__wrapped__(system, code, display)
 

@@ -145,10 +145,10 @@ class Terminology:
             found = frozenset(
                 concept for concept, pattern in self.text_patterns.items() if pattern.search(text)
             )
-            if len(text) <= TEXT_MEMORY_MAX_LENGTH:
+            if worth_remembering(text):
                 if len(memory) >= TEXT_MEMORY_ENTRIES:
                     memory.clear()
-                memory[text] = found
+                memory[text] = found = self._intern(found)
         return found
 
     def _intern(self, concepts: frozenset[Concept]) -> frozenset[Concept]:
@@ -184,7 +184,7 @@ class Terminology:
         if isinstance(display, str):
             found = self._union(found, self.concepts_for_text(display))
         found = self._intern(found)
-        if key is not None and _short_enough(system, code, display):
+        if key is not None and worth_remembering(system, code, display):
             if len(memory) >= CODE_MEMORY_ENTRIES:
                 memory.clear()
             memory[key] = found
@@ -202,7 +202,7 @@ class Terminology:
                     found = self._union(found, self.concepts_for_coding(coding))
         text = codeable.get("text")
         if isinstance(text, str):
-            found = self._union(found, self._intern(self.concepts_for_text(text)))
+            found = self._union(found, self.concepts_for_text(text))
         return found
 
     def codes_of(self, concept: Concept, system: str) -> tuple[str, ...]:
@@ -216,8 +216,9 @@ class Terminology:
         return self.orderables[name]
 
 
-def _short_enough(*values: Any) -> bool:
-    """Worth remembering: long free text is matched afresh rather than held in memory."""
+def worth_remembering(*values: Any) -> bool:
+    """Short enough to keep in a per-worker memory: long free text is read afresh each time
+    rather than held (the strings among `values` count, together)."""
     return sum(len(v) for v in values if isinstance(v, str)) <= TEXT_MEMORY_MAX_LENGTH
 
 
