@@ -18,6 +18,11 @@ bench/loadgen.py's Python generator) and the same request bytes. Workloads:
 4. cold start: process start to the first answered order-sign call.
 
 Every workload's answer is checked for the expected cards before it is timed.
+
+The realistic workload is also run against a third server, the floor (bench/floor_app.py): the
+real service whose guideline work is done once at start and replayed on every call. Its ratio
+to the baseline (a diagnostic, not a target) is what the service could reach if the guideline
+work cost nothing; the gap between it and the service is what that work costs.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ class Report:
     plan: Plan
     rows: list[Row] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
+    floor_ratio: float | None = None  # floor/baseline req/s on the realistic workload
     deadline_checks: list[dict[str, Any]] = field(default_factory=list)
     cold_starts: dict[str, list[float]] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
@@ -225,10 +231,13 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
     service_env = {"CDS_FHIR_DEADLINE_SECONDS": f"{plan.deadline_seconds:g}"}
     baseline = servers.start_baseline(servers.free_port(), plan.workers, logs)
     service = servers.start_service(servers.free_port(), plan.workers, service_env, logs)
+    realistic_body = json.dumps(realistic.request).encode()
+    realistic_file = logs / "realistic-request.json"
+    realistic_file.write_bytes(realistic_body)
+    floor = servers.start_floor(servers.free_port(), plan.workers, realistic_file, logs)
     try:
-        realistic_body = json.dumps(realistic.request).encode()
         path = f"/cds-services/{realistic.service}"
-        for server in (baseline, service):
+        for server in (baseline, service, floor):
             servers.wait_until_answering(server, path, realistic_body)
         routes = _fhir_routes(service, realistic.request, answers)
         with _stub_fhir(routes) as (fhir, mode):
@@ -247,6 +256,7 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
             }
             for workload in (realistic, large, fallback):
                 _check_answer(service, workload, bodies[workload.name])
+            _check_answer(floor, realistic, realistic_body)
             _print_line(f"answers checked: {', '.join(sorted(realistic.expected_topics))}")
 
             # 1. Realistic order-sign: warm both, then alternate so drift hits both alike.
@@ -254,7 +264,7 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
                 f"{realistic.name} ({realistic.prefetch_resources} resources), "
                 f"{plan.connections} connections"
             )
-            for server in (baseline, service):
+            for server in (baseline, service, floor):
                 loadgen.drive(
                     f"{server.base_url}{path}",
                     realistic_body,
@@ -262,9 +272,13 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
                     plan.warmup_seconds,
                     plan.generator,
                 )
-            rounds: dict[str, list[loadgen.LoadResult]] = {"baseline": [], "service": []}
+            rounds: dict[str, list[loadgen.LoadResult]] = {
+                "baseline": [],
+                "service": [],
+                "floor": [],
+            }
             for number in range(plan.rounds):
-                for server in (baseline, service):
+                for server in (baseline, service, floor):
                     result = loadgen.drive(
                         f"{server.base_url}{path}",
                         realistic_body,
@@ -279,8 +293,11 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
                     )
             for name, results in rounds.items():
                 report.rows.append(Row(label, name, _median_round(results)))
-            base, served = (_median_round(rounds[n]) for n in ("baseline", "service"))
+            base, served, floored = (
+                _median_round(rounds[n]) for n in ("baseline", "service", "floor")
+            )
             report.ratios[label] = served.rps / base.rps if base.rps else 0.0
+            report.floor_ratio = floored.rps / base.rps if base.rps else 0.0
             report.targets += [
                 Target(
                     "realistic order-sign throughput vs bare Flask",
@@ -346,6 +363,7 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
     finally:
         baseline.stop()
         service.stop()
+        floor.stop()
 
     # 4. Cold start: a fresh process each time, timed to its first answered order-sign call.
     starts: dict[str, list[float]] = {"baseline": [], "service": []}
@@ -411,6 +429,11 @@ def _print_report(report: Report) -> None:
     if current is not None:
         print(f"{'ratio':9} {report.ratios[current]:>8.2f}  (service/baseline req/s)")
     print()
+    if report.floor_ratio is not None:
+        print(
+            f"floor: {report.floor_ratio:.2f} of the baseline's req/s on the realistic workload "
+            "(the service with its guideline work replayed; a diagnostic, not a target)"
+        )
     for check in report.deadline_checks:
         print(
             f"{check['case']}: HTTP {check['status']} after {check['seconds'] * 1000:.0f} ms "

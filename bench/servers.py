@@ -1,4 +1,5 @@
-"""Start, probe and stop the two servers under test: the baseline app and `cds-service serve`."""
+"""Start, probe and stop the servers under test: the baseline app, `cds-service serve`, and the
+floor (the service with its guideline work replayed, bench/floor_app.py)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ def start_service(port: int, workers: int, env: Mapping[str, str], logs: Path) -
     # the working folder).
     store = {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
     return _spawn("service", command, port, {**store, **env}, logs)
+
+
+def start_floor(port: int, workers: int, request_file: Path, logs: Path) -> Server:
+    command = [sys.executable, str(BENCH / "floor_app.py"), "--port", str(port)]
+    command += ["--workers", str(workers), "--request", str(request_file)]
+    store = {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
+    return _spawn("floor", command, port, store, logs)
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:

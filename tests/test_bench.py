@@ -6,9 +6,14 @@ quiet machine. `python bench/run.py` runs it (see the README's Performance secti
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+
+from cds_service.app import create_app
+from cds_service.config import Settings
+from cds_service.runtime import Runtime
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -27,10 +32,43 @@ def test_benchmark_smoke_run_reports_every_workload_and_target() -> None:
     for workload in ("realistic order-sign", "large record", "FHIR fallback"):
         assert workload in out
     rows = [line.split() for line in out.splitlines()]
-    served = [row for row in rows if row and row[0] in {"baseline", "service"} and len(row) == 7]
-    assert len(served) == 6 and all(float(row[1]) > 0 for row in served)
+    served = [
+        row for row in rows if row and row[0] in {"baseline", "service", "floor"} and len(row) == 7
+    ]
+    assert len(served) == 7 and all(float(row[1]) > 0 for row in served)
+    assert any(line.startswith("floor: ") for line in out.splitlines()), out
     assert all(row[6] == "0" for row in served), out  # no errors, no refused requests
     verdicts = [line for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert len(verdicts) == 10
     for target in ("throughput vs bare Flask", "cold start", "deadline", "p99"):
         assert any(target in line for line in verdicts), target
+
+
+def test_floor_replays_the_stored_cards_under_fresh_uuids_and_still_checks_requests(
+    app_settings: Settings,
+) -> None:
+    sys.path.insert(0, str(PROJECT / "bench"))
+    try:
+        import floor_app
+        import workloads
+    finally:
+        sys.path.remove(str(PROJECT / "bench"))
+    realistic = workloads.realistic()  # dated from today, so not evaluated on the pinned date
+    settings = dataclasses.replace(app_settings, evaluation_date=None)
+    runtime = Runtime.load(settings)  # its own: the replay replaces the handler's method
+    floor_app.replay_guideline_work(runtime.handler, realistic.service, realistic.request)
+    client = create_app(settings, runtime=runtime).test_client()
+
+    answers = [
+        client.post(f"/cds-services/{realistic.service}", json=realistic.request).get_json()
+        for _ in range(2)
+    ]
+    for answer in answers:
+        topics = {card["source"]["topic"]["code"] for card in answer["cards"]}
+        assert topics == realistic.expected_topics
+    first, second = ({card["uuid"] for card in answer["cards"]} for answer in answers)
+    assert len(first) == len(answers[0]["cards"]) and not first & second
+
+    broken = {key: value for key, value in realistic.request.items() if key != "hookInstance"}
+    refused = client.post(f"/cds-services/{realistic.service}", json=broken)
+    assert refused.status_code == 400
