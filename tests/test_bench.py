@@ -72,3 +72,18 @@ def test_floor_replays_the_stored_cards_under_fresh_uuids_and_still_checks_reque
     broken = {key: value for key, value in realistic.request.items() if key != "hookInstance"}
     refused = client.post(f"/cds-services/{realistic.service}", json=broken)
     assert refused.status_code == 400
+
+
+def test_stage_breakdown_runs_the_realistic_call_and_reports_every_stage() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "bench" / "stages.py"), "--calls", "5", "--batches", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    for stage in ("parse", "check", "triage", "gather", "record", "rules", "cards", "answer"):
+        assert float(rows[stage][0]) > 0, result.stdout
+    assert float(rows["handle"][0]) > 0

@@ -37,6 +37,37 @@ def _log_missing(missing: tuple[DataCategory, ...], **fields: Any) -> None:
     )
 
 
+def record_input(
+    request: HookRequest,
+    today: date,
+    data: Mapping[DataCategory, Any],
+    draft_verdicts: dict[int, bool],
+) -> RecordInput:
+    """What the record builder needs from a hook request, with the patient data at hand."""
+    return RecordInput(
+        patient_id=request.patient_id,
+        hook=request.hook,
+        today=today,
+        encounter_id=request.encounter_id,
+        user_id=request.user_id,
+        draft_orders=request.draft_orders,
+        selections=request.selections,
+        data=data,
+        draft_verdicts=draft_verdicts,
+    )
+
+
+def card_context(request: HookRequest, evaluation: Evaluation) -> CardContext:
+    """What the cards need to address their suggestions to this call's patient and orders."""
+    return CardContext(
+        patient_id=request.patient_id,
+        encounter_id=request.encounter_id,
+        user_id=request.user_id,
+        condition_refs=evaluation.condition_refs,
+        pain_duration_days=evaluation.pain_duration_days,
+    )
+
+
 @dataclass
 class HookOutcome:
     response: dict[str, Any]
@@ -77,25 +108,6 @@ class HookHandler:
             raise not_found(f"No CDS service with id '{service_id}' is offered here.")
         return service
 
-    def _record_input(
-        self,
-        request: HookRequest,
-        today: date,
-        data: Mapping[DataCategory, Any],
-        draft_verdicts: dict[int, bool],
-    ) -> RecordInput:
-        return RecordInput(
-            patient_id=request.patient_id,
-            hook=request.hook,
-            today=today,
-            encounter_id=request.encounter_id,
-            user_id=request.user_id,
-            draft_orders=request.draft_orders,
-            selections=request.selections,
-            data=data,
-            draft_verdicts=draft_verdicts,
-        )
-
     def handle(self, service_id: str, document: dict[str, Any]) -> HookOutcome:
         service = self.service(service_id)
         request = parse_hook_request(document, service)
@@ -104,7 +116,7 @@ class HookHandler:
 
         built_drafts: tuple[OrderEntry, ...] | None = None
         if request.hook in ORDER_HOOKS:
-            drafts_input = self._record_input(request, today, {}, draft_verdicts)
+            drafts_input = record_input(request, today, {}, draft_verdicts)
             drafts = self._record_builder.draft_orders(drafts_input)
             if drafts.complete:
                 drafts_only = self._record_builder.build(drafts_input, drafts.orders)
@@ -124,17 +136,10 @@ class HookHandler:
                 [f"prefetch.{category.value}" for category in missing],
             )
         record = self._record_builder.build(
-            self._record_input(request, today, gathered.data, draft_verdicts), built_drafts
+            record_input(request, today, gathered.data, draft_verdicts), built_drafts
         )
         evaluation = evaluate(record)
-        context = CardContext(
-            patient_id=request.patient_id,
-            encounter_id=request.encounter_id,
-            user_id=request.user_id,
-            condition_refs=evaluation.condition_refs,
-            pain_duration_days=evaluation.pain_duration_days,
-        )
-        cards = self._card_builder.cards(evaluation.findings, context)
+        cards = self._card_builder.cards(evaluation.findings, card_context(request, evaluation))
         if missing:
             _log_missing(missing, skipped=[topic.value for topic in evaluation.skipped])
         if not evaluation.back_pain:
