@@ -1,6 +1,7 @@
 """A diagnostic, not a product: the real service with its guideline work replaced by a replay.
 
-    python bench/floor_app.py --port 8092 --request realistic.json [--workers 2]
+    python bench/floor_app.py --port 8092 --service back-pain-order-sign \
+        --request realistic.json [--workers 2]
 
 It runs `cds-service serve` itself (same gunicorn settings, logging, authentication and CORS
 hooks, request parsing and validation, decision log, JSON answer), except that a hook call's
@@ -50,7 +51,7 @@ def main() -> int:
     parser.add_argument(
         "--request", type=Path, required=True, help="the hook request (JSON) to answer"
     )
-    parser.add_argument("--service", default="back-pain-order-sign")
+    parser.add_argument("--service", required=True, help="the id of the service it calls")
     args = parser.parse_args()
     document = json.loads(args.request.read_text(encoding="utf-8"))
     real_create_app = app_module.create_app

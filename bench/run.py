@@ -234,7 +234,9 @@ def _run_workloads(report: Report, plan: Plan, logs: Path) -> None:
     realistic_body = json.dumps(realistic.request).encode()
     realistic_file = logs / "realistic-request.json"
     realistic_file.write_bytes(realistic_body)
-    floor = servers.start_floor(servers.free_port(), plan.workers, realistic_file, logs)
+    floor = servers.start_floor(
+        servers.free_port(), plan.workers, realistic.service, realistic_file, logs
+    )
     try:
         path = f"/cds-services/{realistic.service}"
         for server in (baseline, service, floor):

@@ -73,20 +73,22 @@ def start_baseline(port: int, workers: int, logs: Path) -> Server:
     return _spawn("baseline", [*command, "--workers", str(workers)], port, {}, logs)
 
 
+def _decision_store(port: int, logs: Path) -> dict[str, str]:
+    # The decision log writes as in production, to a SQLite file beside the logs (not into
+    # the working folder).
+    return {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
+
+
 def start_service(port: int, workers: int, env: Mapping[str, str], logs: Path) -> Server:
     command = [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
-    # The decision log writes as in production, to a SQLite file beside the logs (not into
-    # the working folder).
-    store = {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
-    return _spawn("service", command, port, {**store, **env}, logs)
+    return _spawn("service", command, port, {**_decision_store(port, logs), **env}, logs)
 
 
-def start_floor(port: int, workers: int, request_file: Path, logs: Path) -> Server:
+def start_floor(port: int, workers: int, service_id: str, request_file: Path, logs: Path) -> Server:
     command = [sys.executable, str(BENCH / "floor_app.py"), "--port", str(port)]
-    command += ["--workers", str(workers), "--request", str(request_file)]
-    store = {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
-    return _spawn("floor", command, port, store, logs)
+    command += ["--workers", str(workers), "--service", service_id, "--request", str(request_file)]
+    return _spawn("floor", command, port, _decision_store(port, logs), logs)
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
