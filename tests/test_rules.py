@@ -520,6 +520,19 @@ def test_rules_needing_missing_data_stay_silent() -> None:
     assert "opioid-avoidance" not in [f.topic.value for f in evaluation.findings]
 
 
+def test_rehabilitation_advice_stays_silent_when_hospice_care_cannot_be_seen() -> None:
+    # Without procedures, a hospice stay cannot be ruled out: neither card may go out.
+    chronic = cond(K.BACK_PAIN_LOW, onset=120)
+    rec = record(
+        hook="patient-view",
+        conditions=[chronic],
+        available=set(DataCategory) - {DataCategory.PROCEDURES},
+    )
+    evaluation = evaluate(rec)
+    assert {Topic.EXERCISE_THERAPY, Topic.CHRONIC_PAIN_ASSESSMENT} <= set(evaluation.skipped)
+    assert not {"exercise-therapy", "chronic-pain-assessment"} & set(topics(rec))
+
+
 def test_end_of_life_care_holds_back_rehabilitation_advice() -> None:
     chronic = cond(K.BACK_PAIN_LOW, onset=120)
     assert {"exercise-therapy", "chronic-pain-assessment"} <= set(

@@ -266,6 +266,10 @@ class Recommendation:
     needs: frozenset[DataCategory]
 
 
+# What `_routine_advice_unfit` reads (end-of-life care shows in conditions, service requests
+# and procedures) and what shows a referral or therapy already in place.
+_ROUTINE_ADVICE_NEEDS = frozenset({C.CONDITIONS, C.SERVICE_REQUESTS, C.PROCEDURES})
+
 RECOMMENDATIONS: tuple[Recommendation, ...] = (
     Recommendation(Topic.RED_FLAGS_PRESENT, red_flags_present, frozenset({C.CONDITIONS})),
     Recommendation(
@@ -286,14 +290,6 @@ RECOMMENDATIONS: tuple[Recommendation, ...] = (
     Recommendation(Topic.AVOID_ANTIDEPRESSANT, avoid_antidepressant, frozenset({C.CONDITIONS})),
     Recommendation(Topic.AVOID_GLUCOSAMINE, avoid_glucosamine, frozenset({C.CONDITIONS})),
     Recommendation(Topic.AVOID_SPINAL_INJECTION, avoid_spinal_injection, frozenset({C.CONDITIONS})),
-    Recommendation(
-        Topic.EXERCISE_THERAPY,
-        exercise_therapy,
-        frozenset({C.CONDITIONS, C.SERVICE_REQUESTS, C.PROCEDURES}),
-    ),
-    Recommendation(
-        Topic.CHRONIC_PAIN_ASSESSMENT,
-        chronic_pain_assessment,
-        frozenset({C.CONDITIONS, C.SERVICE_REQUESTS}),
-    ),
+    Recommendation(Topic.EXERCISE_THERAPY, exercise_therapy, _ROUTINE_ADVICE_NEEDS),
+    Recommendation(Topic.CHRONIC_PAIN_ASSESSMENT, chronic_pain_assessment, _ROUTINE_ADVICE_NEEDS),
 )
