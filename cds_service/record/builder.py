@@ -324,7 +324,7 @@ class RecordBuilder:
         is_draft: bool,
         is_selected: bool,
         ordered: tuple[Any, frozenset[Concept]] | None = None,
-    ) -> OrderEntry | None:
+    ) -> OrderEntry:
         terminology = self._terminology
         resource_type = raw["resourceType"]
         code, concepts = ordered or self._order_concepts(raw, resolver)
@@ -358,9 +358,7 @@ class RecordBuilder:
                 continue
             reference = f"{raw['resourceType']}/{raw.get('id')}"
             selected = source.selections is None or reference in source.selections
-            order = self._order(raw, resolver, is_draft=True, is_selected=selected)
-            if order is not None:
-                drafts.append(order)
+            drafts.append(self._order(raw, resolver, is_draft=True, is_selected=selected))
         return drafts
 
     def _history_orders(
@@ -374,9 +372,7 @@ class RecordBuilder:
             ordered = self._order_concepts(raw, resolver)
             if not ordered[1] or not readable(raw):
                 continue
-            order = self._order(raw, resolver, is_draft=False, is_selected=False, ordered=ordered)
-            if order is not None:
-                yield order
+            yield self._order(raw, resolver, is_draft=False, is_selected=False, ordered=ordered)
 
     def _procedures(self, resources: Iterable[dict[str, Any]]) -> Iterable[ProcedureEntry]:
         terminology = self._terminology

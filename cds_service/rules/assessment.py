@@ -65,10 +65,6 @@ def _code_of(condition: ConditionEntry) -> str:
     return str(first) if first else condition.label
 
 
-def _order_code(order: OrderEntry) -> str | None:
-    return str(order.codes[0]) if order.codes else None
-
-
 @dataclass(frozen=True)
 class RedFlagFinding:
     flag: RedFlag

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from cds_service.record.model import PatientRecord
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.findings import Finding, Topic
 from cds_service.rules.recommendations import RECOMMENDATIONS, Recommendation
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

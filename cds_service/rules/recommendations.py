@@ -17,7 +17,6 @@ from cds_service.rules.assessment import (
     Assessment,
 )
 from cds_service.rules.findings import (
-    CRITICAL_RED_FLAGS,
     Fact,
     FactKind,
     Finding,
@@ -104,7 +103,7 @@ def red_flags_present(a: Assessment) -> list[Finding]:
     flags = a.red_flags
     if not flags or not a.invites_general_advice:
         return []
-    critical = any(f.flag in CRITICAL_RED_FLAGS for f in flags)
+    critical = a.has_critical_red_flag
     imaging = next(iter(_drafts(a, lambda o: o.has(Concept.SPINE_IMAGING))), None)
     return [
         Finding(

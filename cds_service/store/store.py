@@ -32,6 +32,7 @@ from cds_service.store.database import (
     Database,
     StoreUnavailable,
     describe_url,
+    is_sqlite,
 )
 from cds_service.store.pseudonym import PatientPseudonymizer
 from cds_service.store.schema import SchemaTooNew, card_decisions, feedback, migrate, store_meta
@@ -319,7 +320,7 @@ def open_existing_store(url: URL, patient_key_secret: str | None = None) -> Deci
     """The store for an operator command. A SQLite file that does not exist is an error here
     (a report run from the wrong folder must not create an empty store and report zeros).
     """
-    if url.get_backend_name() == "sqlite" and not os.path.isfile(url.database or ""):
+    if is_sqlite(url) and not os.path.isfile(url.database or ""):
         raise StoreUnavailable(
             f"there is no decision store at {url.database} (set CDS_DATABASE_URL to the "
             "store the service writes)"

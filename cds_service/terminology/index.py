@@ -24,7 +24,6 @@ LOINC = "http://loinc.org"
 CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
-UCUM = "http://unitsofmeasure.org"
 
 # Spellings seen in EHR traffic and in published value sets, mapped to one canonical URI.
 _SYSTEM_ALIASES: dict[str, str] = {
