@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,13 @@ _STANDARD_ATTRIBUTES = frozenset(
 )
 
 
+def _extra_fields(record: logging.LogRecord) -> Iterator[tuple[str, Any]]:
+    """The fields the log call put in `extra`."""
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+            yield key, value
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -27,9 +35,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_extra_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode("utf-8")
@@ -37,11 +43,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{key}={value}"
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_")
-        )
+        extras = " ".join(f"{key}={value}" for key, value in _extra_fields(record))
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
         line = f"{line} {extras}" if extras else line
         if record.exc_info:
