@@ -264,7 +264,20 @@ def test_bad_bodies_are_400_naming_paths_without_values(
     assert SECRET_LOOKING not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{not json", b"[]", b'"feedback"'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{not json",
+        b"[]",
+        b'"feedback"',
+        # Lone surrogates: Python's JSON parser lets them through, no store or log can hold them.
+        b'{"feedback": [{"card": "\\ud800", "outcome": "overridden",'
+        b' "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}',
+        b'{"feedback": [{"card": "a", "outcome": "overridden", "outcomeTimestamp":'
+        b' "2026-01-01T00:00:00Z", "overrideReason": {"userComment": "\\udfff"}}]}',
+    ],
+)
 def test_malformed_bodies_are_400(client: FlaskClient, raw: bytes) -> None:
     _assert_400(client.post(FEEDBACK, data=raw, content_type="application/json"))
 

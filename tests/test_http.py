@@ -78,6 +78,15 @@ def test_malformed_json_is_400(client: FlaskClient) -> None:
     assert "not valid JSON" in body["issue"][0]["diagnostics"]
 
 
+def test_lone_surrogate_in_a_string_is_400(client: FlaskClient, fixture_request: Any) -> None:
+    # Python's own JSON parser lets "\ud800" through; no text can hold it (log, store, answer).
+    request = fixture_request("opioid-tramadol-acute-low-back-pain")
+    raw = json.dumps(request).replace(request["hookInstance"], "\\ud800", 1).encode()
+    response = client.post(SIGN, data=raw, content_type="application/json")
+    body = _assert_json_error(response, 400)
+    assert "not valid JSON" in body["issue"][0]["diagnostics"]
+
+
 @pytest.mark.parametrize("payload", [b"", b"[]", b"42", b'"text"', b"null", b"\xff\xfe"])
 def test_body_that_is_not_a_json_object_is_400(client: FlaskClient, payload: bytes) -> None:
     _assert_json_error(client.post(SIGN, data=payload, content_type="application/json"), 400)

@@ -59,10 +59,13 @@ def loads_json(raw: bytes | str) -> Any:
 
     orjson parses UTF-8 JSON several times faster; what it refuses (other encodings, numbers
     beyond 64 bits, NaN) goes to `json.loads`, so the service accepts and refuses the same
-    documents as before. Parsing a large FHIR document allocates hundreds of thousands of dicts
-    and lists and creates no reference cycles, yet the allocations alone set off collections
-    that walk the growing document again and again: pausing them halves the parse of a
-    2,000-resource record.
+    documents as before, except one: a string holding half of a UTF-16 surrogate pair
+    (`"\\ud800"`), which orjson refuses and `json.loads` lets through, is refused too. No text
+    can hold it: it could not be logged, stored or sent on.
+
+    Parsing a large FHIR document allocates hundreds of thousands of dicts and lists and
+    creates no reference cycles, yet the allocations alone set off collections that walk the
+    growing document again and again: pausing them halves the parse of a 2,000-resource record.
     """
     paused = gc.isenabled()
     if paused:
@@ -71,7 +74,12 @@ def loads_json(raw: bytes | str) -> Any:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return json.loads(raw)
+            document = json.loads(raw)
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise json.JSONDecodeError("a string holds a lone surrogate", "", 0) from None
+        return document
     finally:
         if paused:
             gc.enable()
