@@ -154,3 +154,36 @@ def test_cards_go_out_while_the_store_is_down_and_are_logged_when_it_is_back(
         assert stored.get_json()["unknownCards"] == 0  # the cards were logged after all
     assert _count(app.extensions["cds_store"]) == 2
     assert "Moreno" not in caplog.text and PATIENT_ID not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "unstorable",
+    [
+        {"hook_instance": "x" * 300},  # longer than its column (PostgreSQL refuses it)
+        {"hook_instance": "nul\x00inside"},  # PostgreSQL text cannot hold NUL
+        {"hook_instance": "\ud800"},  # no UTF-8 text can hold a lone surrogate
+        {"patient_id": "\ud800"},  # nor can the patient key's HMAC input
+    ],
+    ids=["too-long", "nul", "surrogate", "surrogate-patient"],
+)
+def test_a_card_the_store_cannot_hold_is_dropped_and_the_others_are_written(
+    store_url: str, unstorable: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store, log = _fast(store_url)
+    store.ensure_ready()
+    refused_by_this_store = "\ud800" in "".join(unstorable.values()) or not store_url.startswith(
+        "sqlite"
+    )
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        _record(log, [_card(), _card()])
+        log.record(dataclasses.replace(_issued([_card()]), **unstorable))
+        _record(log, [_card()])
+        assert log.flush(10)  # the batch is not retried forever
+        _record(log, [_card()])  # and later cards still reach the store
+        assert log.flush(10)
+    assert _count(store) == (4 if refused_by_this_store else 5)
+    refusals = [r for r in caplog.records if getattr(r, "event", None) == "decision_log_refused"]
+    assert len(refusals) == (1 if refused_by_this_store else 0)
+    assert "\ud800" not in caplog.text and PATIENT_ID not in caplog.text
+    log.close()
+    store.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -13,6 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from cds_service.app import create_app
+from cds_service.config import Settings
+from cds_service.runtime import Runtime
 from cds_service.store.decision_log import IssuedCards
 from cds_service.store.schema import card_decisions, feedback
 from cds_service.store.store import DecisionStore
@@ -287,3 +291,19 @@ def test_nothing_is_stored_from_a_partly_bad_body(client: FlaskClient, app: Flas
     body = {"feedback": [_overridden(good), {"card": "bad", "outcome": "maybe"}]}
     _assert_400(client.post(FEEDBACK, json=body))
     assert _rows(app, good) == []
+
+
+def test_text_a_store_cannot_hold_is_400_not_a_retry_forever(
+    store_url: str, runtime: Runtime, app_settings: Settings
+) -> None:
+    app = create_app(dataclasses.replace(app_settings, database_url=store_url), runtime=runtime)
+    card = str(uuid.uuid4())
+    body = {"feedback": [_overridden(card, {"userComment": "nul\x00inside"})]}
+    response = app.test_client().post(FEEDBACK, json=body)
+    if store_url.startswith("sqlite"):
+        assert response.status_code == 200 and len(_rows(app, card)) == 1
+    else:  # PostgreSQL text cannot hold NUL: sending it again could never succeed
+        _assert_400(response)
+        assert "Retry-After" not in response.headers
+        assert _rows(app, card) == []
+    _store(app).dispose()

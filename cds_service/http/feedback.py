@@ -1,7 +1,8 @@
 """POST /cds-services/{id}/feedback: what the clinician did with the cards (CDS Hooks 2.0).
 
-Answered only once the entries are stored: 200 with counts; 400 for a bad body; 404 for an
-unknown service; 503 when the store cannot take them, so the client can send them again.
+Answered only once the entries are stored: 200 with counts; 400 for a bad body, or for text
+the store cannot hold (sending it again cannot help); 404 for an unknown service; 503 when the
+store cannot take them just now, so the client can send them again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from cds_service.http.errors import json_error
 from cds_service.protocol.feedback import parse_feedback
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
-from cds_service.store.database import StoreUnavailable
+from cds_service.store.database import StoreUnavailable, ValuesRefused
 from cds_service.store.store import DecisionStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ def receive_feedback(service_id: str) -> Response:
         )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+    except ValuesRefused as error:
+        log.warning(
+            "feedback not stored: the store refused its values",
+            extra={"event": "feedback_refused", "reason": str(error)},
+        )
+        g.error = "feedback values refused by the store"
+        return json_error(
+            400,
+            "The feedback holds text the decision store cannot keep (such as a NUL character); "
+            "nothing was kept.",
+        )
     g.decision = (
         f"feedback: {receipt.stored} stored, {receipt.duplicates} already stored, "
         f"{receipt.unknown_cards} for cards not in the decision log"

@@ -30,6 +30,11 @@ class StoreUnavailable(Exception):
     """The store could not be reached or could not complete a write. Carries no data."""
 
 
+class ValuesRefused(Exception):
+    """The store is up but cannot hold these values (text it cannot store, a value longer than
+    its column): writing them again cannot succeed. Carries no data."""
+
+
 def parse_database_url(raw: str) -> URL:
     """A checked store URL: SQLite file (made absolute) or PostgreSQL through psycopg 3.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.store.database import StoreUnavailable
+from cds_service.store.database import StoreUnavailable, ValuesRefused
 from cds_service.store.store import DecisionRecord, DecisionStore
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,10 @@ class DecisionLog:
     def _write(self, batch: list[DecisionRecord]) -> None:
         delay = self._first_retry
         failures = 0
+        unwritten = batch
         while True:
             try:
-                self.store.record_decisions(batch)
+                self.store.record_decisions(unwritten)
                 if failures:
                     log.info(
                         "decision log writes resumed",
@@ -196,24 +197,30 @@ class DecisionLog:
                         extra={
                             "event": "decision_log_write_failed",
                             "reason": str(error),
-                            "cards": len(batch),
+                            "cards": len(unwritten),
                             "attempt": failures,
                         },
                     )
-            except Exception as error:  # a bug must not kill the writer thread
+            except Exception as error:
+                # Some card can never be stored (or a bug): retrying the same batch would hold
+                # up every later card forever, so its cards are written one by one instead.
+                if not isinstance(error, ValuesRefused):
+                    log.exception(
+                        "decision log write failed unexpectedly; writing its cards one by one",
+                        extra={
+                            "event": "decision_log_write_failed",
+                            "error_type": type(error).__name__,
+                        },
+                    )
+                unwritten = self._write_one_by_one(unwritten)
+                if not unwritten:
+                    break
                 failures += 1
-                log.exception(
-                    "decision log write failed unexpectedly; retrying",
-                    extra={
-                        "event": "decision_log_write_failed",
-                        "error_type": type(error).__name__,
-                    },
-                )
             give_up_at = self._give_up_at
             if give_up_at is not None and time.monotonic() + delay > give_up_at:
                 log.error(
                     "decision log gave up at shutdown; cards were not logged",
-                    extra={"event": "decision_log_lost", "cards": len(batch)},
+                    extra={"event": "decision_log_lost", "cards": len(unwritten)},
                 )
                 break
             time.sleep(delay)
@@ -221,6 +228,29 @@ class DecisionLog:
         with self._idle:
             self._pending -= len(batch)
             self._idle.notify_all()
+
+    def _write_one_by_one(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
+        """Write each record alone; drop (and count in the log) those the store refuses.
+        Returns the records left for a retry because the store went away meanwhile."""
+        left: list[DecisionRecord] = []
+        refused: dict[str, int] = {}
+        for record in records:
+            try:
+                self.store.record_decisions([record])
+            except StoreUnavailable:
+                left.append(record)
+            except Exception as error:  # ValuesRefused, or a value no row can be made of
+                refused[type(error).__name__] = refused.get(type(error).__name__, 0) + 1
+        if refused:
+            log.error(
+                "decision log dropped cards the store cannot hold",
+                extra={
+                    "event": "decision_log_refused",
+                    "cards": sum(refused.values()),
+                    "errors": refused,
+                },
+            )
+        return left
 
     # --- flushing -------------------------------------------------------------------------
 

@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import Connection, Insert, Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cds_service.protocol.feedback import FeedbackEntry
@@ -31,6 +39,7 @@ from cds_service.store.database import (
     READ_ONLY_OPTION,
     Database,
     StoreUnavailable,
+    ValuesRefused,
     describe_url,
     is_sqlite,
 )
@@ -41,6 +50,13 @@ log = logging.getLogger(__name__)
 
 _PATIENT_KEY_SECRET = "patient_key_secret"
 _UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def _values_refused(error: SQLAlchemyError) -> bool:
+    """The database (or the driver, binding a value) refused what was sent, not the link."""
+    if isinstance(error, DataError | IntegrityError):
+        return True
+    return isinstance(error, StatementError) and not isinstance(error, DBAPIError)
 
 
 @dataclass(frozen=True)
@@ -185,6 +201,10 @@ class DecisionStore:
                 f"the decision store is unreachable ({type(error).__name__})"
             ) from error
         except SQLAlchemyError as error:
+            if _values_refused(error):
+                raise ValuesRefused(
+                    f"the decision store cannot hold these values ({type(error).__name__})"
+                ) from error
             raise StoreUnavailable(f"the decision store failed ({type(error).__name__})") from error
 
     def ensure_ready(self) -> None:
