@@ -245,6 +245,22 @@ SECRET_LOOKING = "Jane-Q-Patient-1986"
             {"feedback": [_overridden("c", {"userComment": "x" * 5000})]},
             ["$.feedback[0].overrideReason.userComment"],
         ),
+        (  # the two shapes mixed: a bare Coding's members beside a 2.0 member
+            {"feedback": [_overridden("c", {"reason": 5, "code": "x"})]},
+            ["$.feedback[0].overrideReason"],
+        ),
+        (
+            {"feedback": [_overridden("c", {"userComment": ["x"], "code": "x"})]},
+            ["$.feedback[0].overrideReason"],
+        ),
+        (  # a real offset, but after the last date-time UTC can represent
+            {"feedback": [{**_overridden("c"), "outcomeTimestamp": "9999-12-31T23:59:59-23:59"}]},
+            ["$.feedback[0].outcomeTimestamp"],
+        ),
+        (
+            {"feedback": [{**_overridden("c"), "outcomeTimestamp": "0001-01-01T00:00:00+23:59"}]},
+            ["$.feedback[0].outcomeTimestamp"],
+        ),
         (
             {
                 "feedback": [

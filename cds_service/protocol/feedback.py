@@ -66,7 +66,10 @@ def _timestamp(raw: str, path: str) -> datetime:
         raise bad_request(f"{path}: is not a valid date-time", [path]) from None
     if parsed.tzinfo is None:  # the schema's pattern requires an offset; belt and braces
         raise bad_request(f"{path}: must carry a time zone", [path])
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is after the last representable UTC
+        raise bad_request(f"{path}: is outside the representable date-times", [path]) from None
 
 
 def _override_reason(raw: dict[str, Any] | None) -> OverrideReason | None:
