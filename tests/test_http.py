@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -157,9 +158,10 @@ def test_prefetch_value_that_is_not_a_resource_is_400(
     _assert_json_error(client.post(SIGN, json=request), 400)
 
 
-def test_non_http_fhir_server_is_400(client: FlaskClient, fixture_request: Any) -> None:
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://[", "http://x]", "//no-scheme"])
+def test_non_http_fhir_server_is_400(client: FlaskClient, fixture_request: Any, url: str) -> None:
     request = fixture_request("opioid-tramadol-acute-low-back-pain")
-    request["fhirServer"] = "file:///etc/passwd"
+    request["fhirServer"] = url
     _assert_json_error(client.post(SIGN, json=request), 400)
 
 
@@ -241,6 +243,40 @@ def test_malformed_resource_is_skipped_not_fatal(client: FlaskClient, fixture_re
     topics = {c["source"]["topic"]["code"] for c in response.get_json()["cards"]}
     # The malformed cauda equina condition was skipped, so no critical red-flag card.
     assert topics == {"opioid-avoidance", "exercise-therapy"}
+
+
+def test_odd_members_of_resources_are_skipped_not_fatal(
+    client: FlaskClient, fixture_request: Any
+) -> None:
+    request = fixture_request("opioid-tramadol-acute-low-back-pain")
+    patient = {"reference": "Patient/" + request["context"]["patientId"]}
+    prefetch = request["prefetch"]
+    odd_statuses = [
+        {"resourceType": "MedicationRequest", "id": "h1", "status": [], "subject": patient},
+        {"resourceType": "ServiceRequest", "id": "h2", "status": {"x": 1}, "subject": patient},
+    ]
+    odd_resources = {
+        "medications": odd_statuses,
+        "procedures": [{"resourceType": "Procedure", "id": "p1", "status": ["done"]}],
+        "observations": [{"resourceType": "Observation", "id": "o1", "status": {}}],
+    }
+    for key, resources in odd_resources.items():
+        prefetch[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": r} for r in resources],
+        }
+    # A draft whose medication is contained under a type FHIR R4 does not have.
+    draft = copy.deepcopy(request["context"]["draftOrders"]["entry"][0]["resource"])
+    del draft["medicationCodeableConcept"]
+    draft |= {"id": "rx-odd", "medicationReference": {"reference": "#m"}}
+    for contained_type in ("MedicationOrder", 5):
+        draft["contained"] = [{"resourceType": contained_type, "id": "m"}]
+        request["context"]["draftOrders"]["entry"][1:] = [{"resource": draft}]
+        response = client.post(SIGN, json=request)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        topics = {c["source"]["topic"]["code"] for c in response.get_json()["cards"]}
+        assert topics == {"opioid-avoidance", "exercise-therapy"}
 
 
 def test_every_error_response_is_json(client: FlaskClient) -> None:

@@ -213,20 +213,29 @@ def _validate(
     candidate = _repair(raw, resource_type)
     if draft_patient_ref is not None:
         candidate = _fill_required(candidate, resource_type, draft_patient_ref)
-    try:
-        return model_class.model_validate(candidate), ()
-    except pydantic.ValidationError as error:
-        problems = error.errors()
+    model, problems = _model_or_problems(model_class, candidate)
     # Members this FHIR version does not define (vendor additions, R5 leftovers) are dropped.
     unknown = [tuple(p["loc"]) for p in problems if p["type"] == "extra_forbidden"]
     if unknown and len(unknown) == len(problems):
-        try:
-            return model_class.model_validate(_drop_paths(candidate, unknown)), ()
-        except pydantic.ValidationError as error:
-            problems = error.errors()
+        model, problems = _model_or_problems(model_class, _drop_paths(candidate, unknown))
+    if model is not None:
+        return model, ()
     return None, tuple(
         {"at": ".".join(str(s) for s in p["loc"]), "type": p["type"]} for p in problems[:5]
     )
+
+
+def _model_or_problems(
+    model_class: type[FHIRAbstractModel], candidate: dict[str, Any]
+) -> tuple[FHIRAbstractModel | None, list[Any]]:
+    try:
+        return model_class.model_validate(candidate), []
+    except pydantic.ValidationError as error:
+        return None, error.errors()
+    except (KeyError, TypeError, ValueError) as error:
+        # fhir.resources resolves a contained resource's type outside pydantic's error
+        # handling: an unknown or non-string resourceType there fails with a plain error.
+        return None, [{"loc": ("contained",), "type": f"invalid_{type(error).__name__}"}]
 
 
 def _log_skipped(resource_type: Any, problems: tuple[dict[str, str], ...]) -> None:

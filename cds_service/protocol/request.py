@@ -300,8 +300,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 def _check_fhir_server(url: Any) -> str | None:
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://["
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
         raise bad_request("fhirServer must be an absolute http(s) URL.", ["$.fhirServer"])
     return url.rstrip("/")
 

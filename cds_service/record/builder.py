@@ -131,6 +131,12 @@ def _facts_for(codeable: Any, terminology: Terminology) -> tuple[CodeFact, ...]:
     return tuple(matched or every)
 
 
+def _status(raw: dict[str, Any]) -> str | None:
+    """A resource's status code; anything but a string (a sloppy sender's list) is none."""
+    status = raw.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _label(codeable: Any) -> str:
     if not isinstance(codeable, dict):
         return ""
@@ -335,7 +341,7 @@ class RecordBuilder:
             concepts=concepts,
             codes=_facts_for(code, terminology),
             label=_label(code) or resource_type,
-            status=raw.get("status") if isinstance(raw.get("status"), str) else None,
+            status=_status(raw),
             authored=to_date(raw.get("authoredOn")),
             reason_concepts=reason_concepts,
             reason_codes=reason_codes,
@@ -367,7 +373,7 @@ class RecordBuilder:
         for raw in resources:
             if raw.get("resourceType") not in {"MedicationRequest", "ServiceRequest"}:
                 continue
-            if raw.get("status") in _IGNORED_ORDER_STATUSES:
+            if _status(raw) in _IGNORED_ORDER_STATUSES:
                 continue
             ordered = self._order_concepts(raw, resolver)
             if not ordered[1] or not readable(raw):
@@ -379,7 +385,7 @@ class RecordBuilder:
         for raw in resources:
             if raw.get("resourceType") != "Procedure":
                 continue
-            if raw.get("status") in _IGNORED_PROCEDURE_STATUSES:
+            if _status(raw) in _IGNORED_PROCEDURE_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
             if not concepts or not readable(raw):
@@ -391,7 +397,7 @@ class RecordBuilder:
                 concepts=concepts,
                 codes=_facts_for(raw.get("code"), terminology),
                 label=_label(raw.get("code")),
-                status=raw.get("status"),
+                status=_status(raw),
                 performed=to_date(performed),
             )
 
@@ -400,7 +406,7 @@ class RecordBuilder:
         for raw in resources:
             if raw.get("resourceType") != "Observation":
                 continue
-            if raw.get("status") in _IGNORED_OBSERVATION_STATUSES:
+            if _status(raw) in _IGNORED_OBSERVATION_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
             if not concepts:
@@ -415,7 +421,7 @@ class RecordBuilder:
                 value=value,
                 unit=unit,
                 effective=to_date(effective or raw.get("issued")),
-                status=raw.get("status"),
+                status=_status(raw),
                 well_formed=_validated_later(raw),
             )
 
