@@ -401,7 +401,7 @@ def test_remembered_codeable_concepts_answer_as_computed(
         b"[1]",
         b'{"a": 1',
         b"\xff",
-        b'"\\ud800"',
+        b'"\\ud83d\\ude00"',  # a surrogate pair: one character
         b"NaN",
         b'{"big": 123456789012345678901234567890, "huge": 1e400}',
         b'{"a": 1, "a": 2}',
@@ -419,6 +419,14 @@ def test_json_parsing_with_collector_paused_matches_json(raw: bytes) -> None:
     except (ValueError, RecursionError) as error:
         got = ("error", type(error))
     assert got == expected
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("raw", [b'"\\ud800"', b'{"a": ["x\\udfff"]}', b'{"\\udc00": 1}'])
+def test_json_with_a_lone_surrogate_is_refused_though_json_accepts_it(raw: bytes) -> None:
+    json.loads(raw)  # Python's parser lets it through ...
+    with pytest.raises(json.JSONDecodeError):  # ... but no text could hold it
+        parsing.loads_json(raw)
     assert gc.isenabled()
 
 
