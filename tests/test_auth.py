@@ -181,7 +181,7 @@ def test_tenant_allow_list(secure_client: ClientFactory, fixture_request: Any) -
         SIGN_PATH, json=request, headers=bearer(signer.token(claims={"tenant": "org-1"}))
     )
     assert ok.status_code == 200
-    for claims in ({"tenant": "org-2"}, {}):
+    for claims in ({"tenant": "org-2"}, {}, {"tenant": ["org-1"]}, {"tenant": {"org-1": 1}}):
         token = signer.token(claims=claims, drop=() if claims else ("tenant",))
         _assert_refused(client.post(SIGN_PATH, json=request, headers=bearer(token)))
 
@@ -268,6 +268,11 @@ _REFUSALS: dict[str, tuple[Callable[[SigningClient], dict[str, str]], str]] = {
     "no-aud": (lambda s: bearer(s.token(drop=("aud",))), "missing claim aud"),
     "no-iss": (lambda s: bearer(s.token(drop=("iss",))), "issuer not trusted"),
     "empty-jti": (lambda s: bearer(s.token(claims={"jti": ""})), "invalid jti"),
+    "lone-surrogate-jti": (lambda s: bearer(s.token(claims={"jti": "\ud800"})), "invalid jti"),
+    "alg-object": (
+        lambda s: bearer(unsigned_token({**s.header(), "alg": {}}, s.claims())),
+        "algorithm not accepted",
+    ),
     "day-long-lifetime": (
         lambda s: bearer(s.token(claims={"iat": _now(), "exp": _now() + 86400})),
         "lifetime too long",

@@ -160,7 +160,7 @@ class Authenticator:
         except jwt.PyJWTError:
             raise TokenRejected("malformed token") from None
         algorithm, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
-        if algorithm not in SUPPORTED_ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in SUPPORTED_ALGORITHMS:
             raise TokenRejected("algorithm not accepted")
         if not isinstance(typ, str) or typ.upper() != "JWT":
             raise TokenRejected("typ is not JWT")
@@ -235,12 +235,14 @@ class Authenticator:
             isinstance(url, str) and url.removesuffix("/") in accepted for url in presented
         ):
             raise TokenRejected("wrong audience", client.issuer)
-        if client.tenants and claims.get("tenant") not in client.tenants:
+        tenant = claims.get("tenant")
+        if client.tenants and not (isinstance(tenant, str) and tenant in client.tenants):
             raise TokenRejected("tenant not allowed", client.issuer)
 
     def _claim_token_id(self, claims: Mapping[str, Any], client: _Client) -> AuthenticatedClient:
         jti = claims["jti"]
-        if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_CHARS:
+        # Printable: no control characters, and no lone surrogates no store can hold.
+        if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_CHARS or not jti.isprintable():
             raise TokenRejected("invalid jti", client.issuer)
         # Last, so that tokens failing any other check do not fill the replay record.
         if not self._replay_cache.first_use(
