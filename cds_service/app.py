@@ -45,6 +45,8 @@ def create_app(
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
     app.config["TRAP_BAD_REQUEST_ERRORS"] = False
     app.json = OrjsonProvider(app)
+    # Werkzeug would answer a path with doubled slashes by an HTML redirect; no route has one.
+    app.url_map.merge_slashes = False
     app.extensions["cds_runtime"] = runtime
     # No connection is made here: engines are per process, made on first use after fork.
     store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)

@@ -284,6 +284,9 @@ def test_every_error_response_is_json(client: FlaskClient) -> None:
         client.put("/cds-services"),
         client.delete(SIGN),
         client.post("/cds-services", json={}),
+        # No redirect page for doubled slashes: an EHR posting there gets a JSON 404.
+        client.post("/cds-services//feedback", json={}),
+        client.post(f"{SIGN}//feedback", json={}),
     ):
         assert response.status_code in {404, 405}
         json.loads(response.get_data(as_text=True))
