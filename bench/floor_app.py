@@ -36,7 +36,9 @@ def replay_guideline_work(handler: HookHandler, service_id: str, document: dict[
     if not stored.cards:
         raise SystemExit("floor_app: the request given gets no cards; nothing to replay")
 
-    def replayed(called_service_id: str, called_document: dict[str, Any]) -> HookOutcome:
+    def replayed(
+        called_service_id: str, called_document: dict[str, Any], *_profile: Any
+    ) -> HookOutcome:
         request = parse_hook_request(called_document, handler.service(called_service_id))
         cards = [{**card, "uuid": time_ordered_uuid()} for card in stored.cards]
         return dataclasses.replace(stored, response={"cards": cards}, request=request, cards=cards)

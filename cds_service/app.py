@@ -48,6 +48,8 @@ def create_app(
     # Werkzeug would answer a path with doubled slashes by an HTML redirect; no route has one.
     app.url_map.merge_slashes = False
     app.extensions["cds_runtime"] = runtime
+    # Suggestion shapes for callers whose trusted-clients entry names no profile.
+    app.extensions["cds_client_profile"] = settings.client_profile
     # No connection is made here: engines are per process, made on first use after fork.
     store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
     app.extensions["cds_store"] = store
@@ -111,6 +113,7 @@ def _register_request_log(app: Flask) -> None:
             "service_id",
             "hook_instance",
             "decision",
+            "profile",
             "topics",
             "fetched",
             "missing",

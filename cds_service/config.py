@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.card_builder.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ClientProfile
 from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
 from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
 from cds_service.store.pseudonym import MIN_SECRET_LENGTH
@@ -103,9 +104,11 @@ class TrustedClient:
     jwks: Mapping[str, Any] | None = None
     # When non-empty, the token's `tenant` claim must be one of these.
     tenants: tuple[str, ...] = ()
+    # How this client applies suggestions; None: the service-wide CDS_CLIENT_PROFILE.
+    profile: ClientProfile | None = None
 
 
-_CLIENT_MEMBERS = ("iss", "jku", "jwks", "tenant")
+_CLIENT_MEMBERS = ("iss", "jku", "jwks", "tenant", "profile")
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -146,7 +149,18 @@ def _trusted_client(entry: Any, where: str) -> TrustedClient:
         isinstance(tenants, list) and all(isinstance(t, str) and t for t in tenants)
     ):
         raise ConfigError(f'{where}: "tenant" must be a string or a list of strings')
-    return TrustedClient(issuer, jku, jwks, tuple(tenants or ()))
+    profile = entry.get("profile")
+    if profile is not None and profile not in PROFILE_NAMES:
+        raise ConfigError(
+            f'{where}: "profile" must be one of {", ".join(PROFILE_NAMES)}, got {profile!r}'
+        )
+    return TrustedClient(
+        issuer,
+        jku,
+        jwks,
+        tuple(tenants or ()),
+        ClientProfile(profile) if profile is not None else None,
+    )
 
 
 def _trusted_clients(environ: Mapping[str, str]) -> tuple[TrustedClient, ...]:
@@ -268,6 +282,8 @@ class Settings:
     # Key of the patient pseudonyms; None: generated and kept in the store (development).
     patient_key_secret: str | None = field(default=None, repr=False)
     decision_queue_size: int = DEFAULT_QUEUE_SIZE
+    # Suggestion shapes for callers whose trusted-clients entry names no profile.
+    client_profile: ClientProfile = DEFAULT_PROFILE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -299,4 +315,7 @@ class Settings:
             database_url=_database_url(env),
             patient_key_secret=_secret(env, "CDS_PATIENT_KEY_SECRET"),
             decision_queue_size=_positive_int(env, "CDS_DECISION_QUEUE_SIZE", DEFAULT_QUEUE_SIZE),
+            client_profile=ClientProfile(
+                _choice(env, "CDS_CLIENT_PROFILE", PROFILE_NAMES, DEFAULT_PROFILE.value)
+            ),
         )

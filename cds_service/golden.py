@@ -1,7 +1,8 @@
 """Compare cards with golden expectations by what matters clinically, not by wording.
 
-A card is identified by its topic, its indicator and the actions of each suggestion: a delete
-names the draft it removes, a create names the resource type and the first code it orders.
+A card is identified by its topic, its indicator and the actions of each suggestion, in the
+order the client will meet them: a delete names the draft it removes, a create names the
+resource type and the first code it orders.
 UUIDs and text are left out, so editing card words never breaks a golden file.
 """
 
@@ -31,11 +32,10 @@ def card_signature(card: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "topic": topic,
         "indicator": card.get("indicator", ""),
+        # Suggestions in any order; actions in theirs (clients may apply only the first).
         "suggestions": sorted(
-            [
-                sorted(action_signature(a) for a in s.get("actions") or ())
-                for s in card.get("suggestions") or ()
-            ]
+            [action_signature(a) for a in s.get("actions") or ()]
+            for s in card.get("suggestions") or ()
         ),
     }
 
@@ -44,7 +44,7 @@ def _normalised(expected: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "topic": expected["topic"],
         "indicator": expected["indicator"],
-        "suggestions": sorted(sorted(actions) for actions in expected.get("suggestions") or ()),
+        "suggestions": sorted(list(actions) for actions in expected.get("suggestions") or ()),
     }
 
 

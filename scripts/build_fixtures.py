@@ -156,7 +156,7 @@ class Golden:
     def opioid(self, ref: str, *, nsaid_unsafe: bool = False) -> Expected:
         alternative = self.acetaminophen if nsaid_unsafe else self.topical
         return Expected(
-            "opioid-avoidance", "warning", [[f"delete {ref}", alternative], [f"delete {ref}"]]
+            "opioid-avoidance", "warning", [[alternative, f"delete {ref}"], [f"delete {ref}"]]
         )
 
     def imaging(self, ref: str) -> Expected:
@@ -167,10 +167,10 @@ class Golden:
         return Expected("red-flags-present", indicator)
 
     def topical_first(self, ref: str) -> Expected:
-        return Expected("topical-nsaid-first", "info", [[f"delete {ref}", self.topical]])
+        return Expected("topical-nsaid-first", "info", [[self.topical, f"delete {ref}"]])
 
     def nsaid_contraindicated(self, ref: str) -> Expected:
-        return Expected("nsaid-contraindicated", "warning", [[f"delete {ref}", self.acetaminophen]])
+        return Expected("nsaid-contraindicated", "warning", [[self.acetaminophen, f"delete {ref}"]])
 
     def exercise(self) -> Expected:
         return Expected("exercise-therapy", "info", [[self.pt_referral]])
@@ -1361,8 +1361,9 @@ def index_markdown(all_scenarios: list[Scenario]) -> str:
         "`evaluationDate` the scenario assumes as today, `shows` (what it demonstrates) and "
         "`tags` (topics firing; `<topic> (negative)` for topics shown staying silent) |",
         "| `request.json` | the complete CDS Hooks request, prefetch included |",
-        "| `expected.json` | the golden cards: topic, indicator and each suggestion's actions "
-        "(`delete <Type/id>`, `create <Type> <system>\\|<code>`); never uuids or wording |",
+        "| `expected.json` | the golden cards (standard client profile): topic, indicator and "
+        "each suggestion's actions in the order the client meets them (`create <Type> "
+        "<system>\\|<code>` before `delete <Type/id>`); never uuids or wording |",
         "| `bundle.json` | the scenario's stored FHIR R4 resources (Patient, Conditions, "
         "MedicationRequests and Medications, Observations, Procedures, ServiceRequests; not the "
         "draft orders) as a transaction Bundle of `PUT`s with stable ids |",

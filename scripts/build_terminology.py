@@ -48,6 +48,7 @@ from cds_service.terminology.index import (  # noqa: E402
 )
 
 DATA_VERSION = "2026-11-22"
+UCUM = "http://unitsofmeasure.org"
 DATA_DIR = REPO / "cds_service" / "terminology" / "data"
 README = REPO / "cds_service" / "terminology" / "README.md"
 
@@ -259,6 +260,24 @@ ACETAMINOPHEN_EXTRA_RXNORM = (
         "acetaminophen 500 MG Oral Tablet",
         "in shared vsac-nonopioid-pain-medications without display; display confirmed by a FHIR "
         "MedicationRequest example and a terminology test in the code corpus",
+    ),
+    (
+        "313782",
+        "acetaminophen 325 MG Oral Tablet",
+        "the suggested acetaminophen order; in shared vsac-nonopioid-pain-medications without "
+        "display; RxCUI and strength confirmed by the openFDA NDC directory (e.g. NDC 69618-010 "
+        "and 57237-346, acetaminophen 325 mg tablets, rxcui 313782)",
+    ),
+)
+# The suggested topical NSAID order, a clinical drug (SCD) rather than the ingredient.
+TOPICAL_NSAID_EXTRA_RXNORM = (
+    (
+        "855633",
+        "diclofenac sodium 0.01 MG/MG Topical Gel",
+        "the suggested topical NSAID order; in shared vsac-nonopioid-pain-medications without "
+        "display; confirmed by the HL7 PDDI CDS IG value set valueset-topicaldiclofenac "
+        "(855633 Diclofenac Sodium 0.01 MG/MG Topical Gel) and the openFDA NDC directory "
+        "(NDC 63187-753, diclofenac sodium 10 mg/g gel, rxcui 855633)",
     ),
 )
 
@@ -1619,6 +1638,7 @@ def build_value_sets(shared: Shared) -> list[ValueSet]:
             is_nsaid_product,
             "display names an NSAID ingredient (" + ", ".join(NSAID_WORDS) + ") and no opioid "
             "ingredient",
+            extra=TOPICAL_NSAID_EXTRA_RXNORM,
         ),
         derived(
             shared,
@@ -1995,15 +2015,48 @@ def build_concepts() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+ROUTE_TOPICAL = {
+    "coding": [{"system": SNOMED, "code": "6064005", "display": "Topical route"}],
+    "text": "topical",
+}
+ROUTE_ORAL = {
+    "coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}],
+    "text": "by mouth",
+}
+
+
+def _mg(value: int) -> dict[str, Any]:
+    return {"value": value, "unit": "mg", "system": UCUM, "code": "mg"}
+
+
 def build_orderables() -> dict[str, Any]:
+    # `dosage`: the coded part of the FHIR Dosage of a suggested medicine, as the guideline
+    # gives it; the dosage text and patient instruction are card content (cards/_common.toml).
     return {
         "orderables": {
             "topical-nsaid": {
                 "resourceType": "MedicationRequest",
-                # No verifiable SCD for diclofenac sodium 1% gel was found: ingredient coding + text.
                 "code": {
-                    "coding": [{"system": RXNORM, "code": "3355", "display": "diclofenac"}],
+                    "coding": [
+                        {
+                            "system": RXNORM,
+                            "code": "855633",
+                            "display": "diclofenac sodium 0.01 MG/MG Topical Gel",
+                        }
+                    ],
                     "text": "diclofenac sodium 1% topical gel",
+                },
+                # Applied to the painful area 3-4 times a day.
+                "dosage": {
+                    "timing": {
+                        "repeat": {
+                            "frequency": 3,
+                            "frequencyMax": 4,
+                            "period": 1,
+                            "periodUnit": "d",
+                        }
+                    },
+                    "route": ROUTE_TOPICAL,
                 },
             },
             "acetaminophen": {
@@ -2012,11 +2065,22 @@ def build_orderables() -> dict[str, Any]:
                     "coding": [
                         {
                             "system": RXNORM,
-                            "code": "198440",
-                            "display": "acetaminophen 500 MG Oral Tablet",
+                            "code": "313782",
+                            "display": "acetaminophen 325 MG Oral Tablet",
                         }
                     ],
-                    "text": "acetaminophen 500 MG Oral Tablet",
+                    "text": "acetaminophen 325 MG Oral Tablet",
+                },
+                # 650-975 mg (2-3 tablets) every 6 hours as needed; at most 4 g a day.
+                "dosage": {
+                    "timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}},
+                    "asNeededBoolean": True,
+                    "route": ROUTE_ORAL,
+                    "doseAndRate": [{"doseRange": {"low": _mg(650), "high": _mg(975)}}],
+                    "maxDosePerPeriod": {
+                        "numerator": _mg(4000),
+                        "denominator": {"value": 1, "unit": "d", "system": UCUM, "code": "d"},
+                    },
                 },
             },
             "physical-therapy-referral": {
@@ -2230,11 +2294,11 @@ README_GAPS = """
   dalteparin (67109), fondaparinux (321208) and dabigatran IN (1546356): text only. Dabigatran
   is coded by its precise ingredient 1037042 dabigatran etexilate.
 * No RxCUI for glucosamine or chondroitin: `glucosamine-chondroitin` is recognised by text only.
-* No RxNorm SCD for diclofenac sodium 1% topical gel (10 mg/g): the `topical-nsaid` orderable
-  carries the ingredient coding 3355 diclofenac plus the text "diclofenac sodium 1% topical gel".
-  No topical NSAID product had a display in the shared expansions, so `nsaid-topical` has no
-  value set; it is recognised by text (NSAID word plus topical word, or Flector / Pennsaid), and
-  rules should also accept `nsaid` together with `topical-form`.
+* Topical NSAID products: none had a display in the shared expansions, so `nsaid-topical`
+  holds only the one product verified by hand, the suggested order's clinical drug (RxNorm
+  855633 diclofenac sodium 0.01 MG/MG Topical Gel, i.e. the 1% gel; see `nsaid-topical-products`
+  for the sources); other topical NSAIDs are recognised by text (NSAID word plus topical word,
+  or Flector / Pennsaid), and rules also accept `nsaid` together with `topical-form`.
 * NSAID, SSRI, SNRI and TCA product sets are classified by display words; 858 of the 1358
   non-opioid analgesic products and 368 of the 495 adjuvant products have no display in the
   shared copy and therefore cannot be classified. Most NSAID products (meloxicam, diclofenac,
@@ -2307,6 +2371,7 @@ def build(shared_root: Path) -> dict[Path, str]:
         "NSAID product whose display has a topical dose form ("
         + ", ".join(TOPICAL_DOSE_FORMS)
         + ")",
+        extra=TOPICAL_NSAID_EXTRA_RXNORM,
     )
     concepts = build_concepts()
     if nsaid_topical.codes:

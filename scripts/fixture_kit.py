@@ -111,7 +111,8 @@ def condition(
             "coding": [{"system": CONDITION_VERIFICATION, "code": verification}]
         },
         "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": category}]}],
-        "code": codeable(system, code, display),
+        # Clients list a patient's conditions by `code.text` (the sandbox's Rx Sign "Treating").
+        "code": codeable(system, code, display, text=display),
         "subject": {"reference": patient.reference},
     }
     if clinical:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from jwt_clients import (
 )
 
 from cds_service.app import create_app
+from cds_service.card_builder.profiles import ClientProfile
 from cds_service.config import Settings, TrustedClient
 from cds_service.http.auth import Authenticator, TokenRejected
 from cds_service.http.jwks import KeySetCache, parse_key_set
@@ -184,6 +186,35 @@ def test_tenant_allow_list(secure_client: ClientFactory, fixture_request: Any) -
     for claims in ({"tenant": "org-2"}, {}, {"tenant": ["org-1"]}, {"tenant": {"org-1": 1}}):
         token = signer.token(claims=claims, drop=() if claims else ("tenant",))
         _assert_refused(client.post(SIGN_PATH, json=request, headers=bearer(token)))
+
+
+def test_each_trusted_client_gets_its_own_suggestion_profile(
+    secure_client: ClientFactory, fixture_request: Any
+) -> None:
+    """One service, two EHRs: one applies one action per suggestion, the other does not."""
+    epic_like = es384_client(issuer="https://single-action.example", kid="one")
+    other = es384_client(issuer="https://standard.example", kid="two")
+    client = secure_client(
+        [
+            dataclasses.replace(epic_like.trusted(), profile=ClientProfile.SINGLE_ACTION),
+            other.trusted(),
+        ]
+    )
+
+    def opioid_card(signer: SigningClient) -> dict[str, Any]:
+        response = client.post(
+            SIGN_PATH, json=fixture_request(FIXTURE), headers=bearer(signer.token())
+        )
+        assert response.status_code == 200
+        cards = response.get_json()["cards"]
+        return next(c for c in cards if c["source"]["topic"]["code"] == "opioid-avoidance")
+
+    single = opioid_card(epic_like)
+    assert single["selectionBehavior"] == "any"
+    assert [len(s["actions"]) for s in single["suggestions"]] == [1, 1]
+    standard = opioid_card(other)
+    assert standard["selectionBehavior"] == "at-most-one"
+    assert [len(s["actions"]) for s in standard["suggestions"]] == [2, 1]
 
 
 # --- refused ----------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from cds_service.card_builder.content import (
     SuggestionContent,
     TopicContent,
 )
+from cds_service.card_builder.profiles import DEFAULT_PROFILE, ClientProfile
+from cds_service.golden import action_signature
 from cds_service.ids import time_ordered_uuid
 from cds_service.rules.findings import (
     Fact,
@@ -31,6 +33,7 @@ from cds_service.terminology.index import Terminology
 
 _SEVERITY_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
+_SELECTION_BEHAVIOR = {ClientProfile.STANDARD: "at-most-one", ClientProfile.SINGLE_ACTION: "any"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class CardContext:
     user_id: str | None = None
     condition_refs: tuple[str, ...] = ()
     pain_duration_days: int | None = None
+    profile: ClientProfile = DEFAULT_PROFILE
 
 
 class _Blank(dict[str, str]):
@@ -172,6 +176,8 @@ class CardBuilder:
             dosage: dict[str, Any] = {"text": words.instructions}
             if words.patient_instruction:
                 dosage["patientInstruction"] = words.patient_instruction
+            if coded.dosage:
+                dosage.update(coded.dosage)
             resource["dosageInstruction"] = [dosage]
         else:
             resource["code"] = dict(coded.code)
@@ -187,22 +193,16 @@ class CardBuilder:
             self._validated_shapes.add(shape)
         return resource
 
-    def _suggestion(
+    def _actions(
         self,
         intent: SuggestionIntent,
         words: SuggestionContent,
         values: Mapping[str, str],
         context: CardContext,
-    ) -> dict[str, Any] | None:
+    ) -> list[dict[str, Any]]:
+        # The alternative comes first: a client that applies only the first action it
+        # understands (the CDS Hooks sandbox) still ends with the alternative ordered.
         actions: list[dict[str, Any]] = []
-        if intent.delete and intent.delete.reference and words.delete:
-            actions.append(
-                {
-                    "type": "delete",
-                    "description": words.delete.format_map(values),
-                    "resourceId": intent.delete.reference,
-                }
-            )
         if intent.create and words.create:
             actions.append(
                 {
@@ -211,16 +211,57 @@ class CardBuilder:
                     "resource": self._resource(intent.create, context),
                 }
             )
-        if not actions:
-            return None
+        if intent.delete and intent.delete.reference and words.delete:
+            actions.append(
+                {
+                    "type": "delete",
+                    "description": words.delete.format_map(values),
+                    "resourceId": intent.delete.reference,
+                }
+            )
+        return actions
+
+    @staticmethod
+    def _suggestion(label: str, actions: list[dict[str, Any]], recommended: bool) -> dict[str, Any]:
         suggestion: dict[str, Any] = {
-            "label": words.label.format_map(values),
+            "label": label,
             "uuid": time_ordered_uuid(),
             "actions": actions,
         }
-        if intent.recommended:
+        if recommended:
             suggestion["isRecommended"] = True
         return suggestion
+
+    def _suggestions(
+        self,
+        finding: Finding,
+        topic: TopicContent,
+        values: Mapping[str, str],
+        context: CardContext,
+    ) -> list[dict[str, Any]]:
+        suggestions: list[dict[str, Any]] = []
+        if context.profile is ClientProfile.SINGLE_ACTION:
+            # One action each, described by its own words; an action two intents share (the
+            # delete of "replace" and of "remove") is offered once.
+            offered: set[str] = set()
+            for intent in finding.suggestions:
+                words = topic.suggestions[intent.key]
+                for action in self._actions(intent, words, values, context):
+                    key = action_signature(action)
+                    if key not in offered:
+                        offered.add(key)
+                        suggestions.append(
+                            self._suggestion(action["description"], [action], intent.recommended)
+                        )
+            return suggestions
+        for intent in finding.suggestions:
+            words = topic.suggestions[intent.key]
+            actions = self._actions(intent, words, values, context)
+            if actions:
+                suggestions.append(
+                    self._suggestion(words.label.format_map(values), actions, intent.recommended)
+                )
+        return suggestions
 
     # --- cards ------------------------------------------------------------------------------
 
@@ -250,14 +291,10 @@ class CardBuilder:
             "indicator": indicator.value,
             "source": self._sources[finding.topic],
         }
-        suggestions = [
-            s
-            for intent in finding.suggestions
-            if (s := self._suggestion(intent, topic.suggestions[intent.key], values, context))
-        ]
+        suggestions = self._suggestions(finding, topic, values, context)
         if suggestions:
             card["suggestions"] = suggestions
-            card["selectionBehavior"] = "at-most-one"
+            card["selectionBehavior"] = _SELECTION_BEHAVIOR[context.profile]
         if topic.override_reasons:
             card["overrideReasons"] = self._override_reasons[finding.topic]
         return card

@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 from flask import Flask, Response, g, request
 
+from cds_service.card_builder.profiles import ClientProfile
 from cds_service.config import ConfigError, Settings, TrustedClient
 from cds_service.http.errors import json_error
 from cds_service.http.jwks import (
@@ -61,6 +62,7 @@ class AuthenticatedClient:
     issuer: str
     tenant: str | None
     jti: str
+    profile: ClientProfile | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class _Client:
     # Inline keys, never fetched; None: fetch from `jku`.
     pinned_keys: Mapping[str, VerificationKey] | None
     tenants: frozenset[str]
+    profile: ClientProfile | None = None
 
 
 def requires_authentication(path: str) -> bool:
@@ -125,7 +128,11 @@ class Authenticator:
     ) -> None:
         self._clients = {
             client.issuer: _Client(
-                client.issuer, client.jku, _pinned_keys(client), frozenset(client.tenants)
+                client.issuer,
+                client.jku,
+                _pinned_keys(client),
+                frozenset(client.tenants),
+                client.profile,
             )
             for client in clients
         }
@@ -250,7 +257,9 @@ class Authenticator:
         ):
             raise TokenRejected("jti replayed", client.issuer)
         tenant = claims.get("tenant")
-        return AuthenticatedClient(client.issuer, tenant if isinstance(tenant, str) else None, jti)
+        return AuthenticatedClient(
+            client.issuer, tenant if isinstance(tenant, str) else None, jti, client.profile
+        )
 
 
 def _refuse(reason: str, issuer: str | None, token_sent: bool) -> Response:
@@ -301,4 +310,5 @@ def register_authentication(app: Flask, authenticator: Authenticator | None) -> 
             g.auth_error = "replay cache unavailable"
             return json_error(503, "The service cannot check credentials right now.", "transient")
         g.issuer, g.tenant, g.jti = client.issuer, client.tenant, client.jti
+        g.client_profile = client.profile
         return None

@@ -21,7 +21,10 @@ def call_service(service_id: str) -> Response:
     document = parse_json_object(request.get_data(cache=False))
     if isinstance(document.get("hookInstance"), str):
         g.hook_instance = document["hookInstance"]
-    outcome = runtime.handler.handle(service_id, document)
+    # The calling client's own profile, else the service-wide one.
+    profile = g.get("client_profile") or current_app.extensions["cds_client_profile"]
+    g.profile = profile.value
+    outcome = runtime.handler.handle(service_id, document, profile)
     if outcome.cards:
         decision_log: DecisionLog = current_app.extensions["cds_decision_log"]
         decision_log.record(

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from cds_service.card_builder.builder import CardBuilder, CardContext
+from cds_service.card_builder.profiles import DEFAULT_PROFILE, ClientProfile
 from cds_service.fhir.access import PatientDataGatherer
 from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
@@ -57,14 +58,18 @@ def record_input(
     )
 
 
-def card_context(request: HookRequest, evaluation: Evaluation) -> CardContext:
-    """What the cards need to address their suggestions to this call's patient and orders."""
+def card_context(
+    request: HookRequest, evaluation: Evaluation, profile: ClientProfile = DEFAULT_PROFILE
+) -> CardContext:
+    """What the cards need to address their suggestions to this call's patient, orders and
+    client."""
     return CardContext(
         patient_id=request.patient_id,
         encounter_id=request.encounter_id,
         user_id=request.user_id,
         condition_refs=evaluation.condition_refs,
         pain_duration_days=evaluation.pain_duration_days,
+        profile=profile,
     )
 
 
@@ -108,7 +113,12 @@ class HookHandler:
             raise not_found(f"No CDS service with id '{service_id}' is offered here.")
         return service
 
-    def handle(self, service_id: str, document: dict[str, Any]) -> HookOutcome:
+    def handle(
+        self,
+        service_id: str,
+        document: dict[str, Any],
+        profile: ClientProfile = DEFAULT_PROFILE,
+    ) -> HookOutcome:
         service = self.service(service_id)
         request = parse_hook_request(document, service)
         today = self._today()
@@ -139,7 +149,9 @@ class HookHandler:
             record_input(request, today, gathered.data, draft_verdicts), built_drafts
         )
         evaluation = evaluate(record)
-        cards = self._card_builder.cards(evaluation.findings, card_context(request, evaluation))
+        cards = self._card_builder.cards(
+            evaluation.findings, card_context(request, evaluation, profile)
+        )
         if missing:
             _log_missing(missing, skipped=[topic.value for topic in evaluation.skipped])
         if not evaluation.back_pain:

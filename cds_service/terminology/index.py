@@ -90,6 +90,8 @@ class Orderable:
     resource_type: str
     code: Mapping[str, Any]
     category: Mapping[str, Any] | None = None
+    # Coded parts of a medicine's FHIR Dosage (timing, route, dose); the words are card content.
+    dosage: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -279,6 +281,7 @@ def build_terminology(
             resource_type=spec["resourceType"],
             code=spec["code"],
             category=spec.get("category"),
+            dosage=spec.get("dosage"),
         )
         for name, spec in orderables_doc["orderables"].items()
     }
