@@ -345,6 +345,39 @@ def test_report_since_counts_only_cards_issued_from_that_day(
     assert recent["topics"][0]["acceptanceRate"] is None
 
 
+def test_report_until_counts_only_cards_issued_up_to_that_day(
+    store: DecisionStore,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store.record_decisions(
+        [
+            _record("first", issued_at=datetime(2026, 11, 20, 23, 59, tzinfo=UTC)),
+            _record(
+                "second", topic="avoid-glucosamine", issued_at=datetime(2026, 11, 21, 1, tzinfo=UTC)
+            ),
+            _record(
+                "third", topic="avoid-glucosamine", issued_at=datetime(2026, 11, 22, 1, tzinfo=UTC)
+            ),
+        ]
+    )
+    early = json.loads(
+        _report(monkeypatch, capsys, store_url, "--format", "json", "--until", "2026-11-20")
+    )
+    assert (early["since"], early["until"]) == (None, "2026-11-20")
+    assert [(row["topic"], row["cardsIssued"]) for row in early["topics"]] == [
+        ("opioid-avoidance", 1)
+    ]
+    one_day = _report(
+        monkeypatch, capsys, store_url, "--since", "2026-11-21", "--until", "2026-11-21"
+    )
+    assert "cards issued from 2026-11-21 to 2026-11-21" in one_day
+    assert next(line for line in one_day.splitlines() if line.startswith("All")).split()[2] == "1"
+    assert main(["report", "--since", "2026-11-22", "--until", "2026-11-21"]) == 2
+    assert "--until must not be before --since" in capsys.readouterr().err
+
+
 def test_report_of_an_empty_store_says_so(
     store: DecisionStore,
     store_url: str,

@@ -12,22 +12,15 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
-from cds_service.card_builder.content import CardContent, ContentError, load_card_content
+from cds_service.card_builder.content import ContentError, load_card_content
 from cds_service.config import ConfigError, Settings
-from cds_service.rules.findings import Topic
 from cds_service.store.database import StoreUnavailable, parse_database_url
-from cds_service.store.report import (
-    TOP_REASONS,
-    OutcomeReport,
-    ReasonCount,
-    TopicOutcomes,
-    build_report,
-)
+from cds_service.store.report import TOP_REASONS, OutcomeReport, TopicOutcomes, build_report
 from cds_service.store.store import open_existing_store
+from cds_service.tooling.report_document import Names, Period, report_document
 
 _LEGEND = """\
 How to read this
@@ -42,7 +35,7 @@ A high override rate, or many cards without feedback, points to alert fatigue: r
 recommendation's rule or its words."""
 
 
-def _since(value: str) -> date:
+def _day(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -59,45 +52,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--since",
-        type=_since,
+        type=_day,
         metavar="DATE",
         help="only cards issued on or after DATE (YYYY-MM-DD, UTC); default: all",
+    )
+    parser.add_argument(
+        "--until",
+        type=_day,
+        metavar="DATE",
+        help="only cards issued on or before DATE (YYYY-MM-DD, UTC); default: up to now",
     )
     parser.add_argument(
         "--format", choices=("table", "csv", "json"), default="table", help="default: table"
     )
     parser.set_defaults(handler=run)
-
-
-@dataclass(frozen=True)
-class Names:
-    """Readable names from the card content: recommendation titles and override reasons."""
-
-    titles: dict[str, str]
-    reason_system: str
-    reasons: dict[str, str]
-
-    @classmethod
-    def from_content(cls, content: CardContent) -> Names:
-        titles = {topic.value: content.topics[topic].title for topic in Topic}
-        reasons = {
-            reason.code: reason.display
-            for topic in content.topics.values()
-            for reason in topic.override_reasons
-        }
-        return cls(titles, content.override_reason_system, reasons)
-
-    def title(self, topic: str) -> str:
-        return self.titles.get(topic, topic)
-
-    def reason(self, reason: ReasonCount) -> str:
-        if reason.code is None:
-            return "(no coded reason)"
-        if reason.display:
-            return reason.display
-        if reason.system in (None, self.reason_system) and reason.code in self.reasons:
-            return self.reasons[reason.code]
-        return reason.code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,18 +75,17 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ContentError) as error:
         print(f"cds-service: configuration error: {error}", file=sys.stderr)
         return 2
-    since = (
-        datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC)
-        if args.since
-        else None
-    )
+    period = Period(args.since, args.until)
+    if args.since and args.until and args.until < args.since:
+        print("cds-service: --until must not be before --since", file=sys.stderr)
+        return 2
     try:
         store = open_existing_store(
             parse_database_url(settings.database_url), settings.patient_key_secret
         )
         try:
             with store.reading() as connection:
-                report = build_report(connection, since)
+                report = build_report(connection, period.since, period.until)
         finally:
             store.dispose()
     except StoreUnavailable as error:
@@ -141,9 +108,14 @@ def _count(number: int, singular: str, plural: str = "") -> str:
 
 
 def _period(report: OutcomeReport) -> str:
-    return (
-        f"cards issued since {report.since:%Y-%m-%d}" if report.since else "all cards in the store"
-    )
+    period = Period.of(report)
+    if period.first_day and period.last_day:
+        return f"cards issued from {period.first_day} to {period.last_day}"
+    if period.first_day:
+        return f"cards issued since {period.first_day}"
+    if period.last_day:
+        return f"cards issued up to {period.last_day}"
+    return "all cards in the store"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -269,44 +241,5 @@ def render_csv(report: OutcomeReport, names: Names, _store: str) -> str:
     return buffer.getvalue()
 
 
-def _topic_json(row: TopicOutcomes, names: Names) -> dict[str, Any]:
-    return {
-        "topic": row.topic,
-        "title": names.title(row.topic) if row.topic != "all" else "All recommendations",
-        "cardsIssued": row.cards_issued,
-        "feedbackReceived": row.feedback_received,
-        "feedbackEntries": row.feedback_entries,
-        "accepted": row.accepted,
-        "overridden": row.overridden,
-        "acceptanceRate": row.acceptance_rate,
-        "overrideRate": row.override_rate,
-        "suggestionsAccepted": row.suggestions_accepted,
-        "overrideComments": row.override_comments,
-        "topOverrideReasons": [
-            {
-                "system": r.system,
-                "code": r.code,
-                "display": names.reason(r),
-                "count": r.count,
-            }
-            for r in row.override_reasons[:TOP_REASONS]
-        ],
-    }
-
-
 def render_json(report: OutcomeReport, names: Names, _store: str) -> str:
-    unknown = report.unknown_cards
-    document = {
-        "generatedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "since": report.since.date().isoformat() if report.since else None,
-        "contentVersions": report.content_versions,
-        "topics": [_topic_json(row, names) for row in report.topics],
-        "totals": _topic_json(report.totals, names),
-        "unknownCardFeedback": {
-            "entries": unknown.entries,
-            "cards": unknown.cards,
-            "accepted": unknown.accepted,
-            "overridden": unknown.overridden,
-        },
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(report_document(report, names), indent=2, ensure_ascii=False) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Select, and_, case, distinct, func, select
 
@@ -62,6 +63,7 @@ class OutcomeReport:
     topics: list[TopicOutcomes]
     unknown_cards: UnknownCardFeedback
     content_versions: list[str]
+    until: datetime | None = None  # exclusive
 
     @property
     def totals(self) -> TopicOutcomes:
@@ -96,13 +98,21 @@ def _latest_feedback() -> Select[tuple[object, ...]]:
     return select(ranked).where(ranked.c.position == 1)
 
 
-def _issued_since(since: datetime | None) -> list[object]:
-    return [card_decisions.c.issued_at >= since] if since else []
+def issued_between(since: datetime | None, until: datetime | None) -> list[Any]:
+    """Cards issued from `since` (inclusive) to `until` (exclusive); either may be open."""
+    bounds: list[Any] = []
+    if since:
+        bounds.append(card_decisions.c.issued_at >= since)
+    if until:
+        bounds.append(card_decisions.c.issued_at < until)
+    return bounds
 
 
-def build_report(connection: Connection, since: datetime | None = None) -> OutcomeReport:
+def build_report(
+    connection: Connection, since: datetime | None = None, until: datetime | None = None
+) -> OutcomeReport:
     latest = _latest_feedback().subquery("latest")
-    issued = _issued_since(since)
+    issued = issued_between(since, until)
     is_accepted = latest.c.outcome == Outcome.ACCEPTED.value
     is_overridden = latest.c.outcome == Outcome.OVERRIDDEN.value
 
@@ -175,12 +185,15 @@ def build_report(connection: Connection, since: datetime | None = None) -> Outco
     return OutcomeReport(
         since=since,
         topics=sorted(rows.values(), key=lambda r: r.topic),
-        unknown_cards=_unknown_card_feedback(connection, since),
+        unknown_cards=_unknown_card_feedback(connection, since, until),
         content_versions=versions,
+        until=until,
     )
 
 
-def _unknown_card_feedback(connection: Connection, since: datetime | None) -> UnknownCardFeedback:
+def _unknown_card_feedback(
+    connection: Connection, since: datetime | None, until: datetime | None
+) -> UnknownCardFeedback:
     orphan = (
         select(feedback.c.card_uuid, feedback.c.outcome)
         .select_from(
@@ -188,6 +201,7 @@ def _unknown_card_feedback(connection: Connection, since: datetime | None) -> Un
         )
         .where(card_decisions.c.card_uuid.is_(None))
         .where(*([feedback.c.received_at >= since] if since else []))
+        .where(*([feedback.c.received_at < until] if until else []))
         .subquery("orphan")
     )
     entries, cards, accepted, overridden = connection.execute(
