@@ -9,14 +9,18 @@ import time
 
 from flask import Flask, Response, g, request
 
+from cds_service import metrics
 from cds_service.config import Settings
 from cds_service.http import discovery, feedback, health, openapi, services
+from cds_service.http import metrics as metrics_endpoint
 from cds_service.http.auth import Authenticator, register_authentication
 from cds_service.http.body import BoundedRequest
 from cds_service.http.collector import register_collector_pause
 from cds_service.http.cors import register_cors
 from cds_service.http.errors import register_error_handlers
 from cds_service.http.json_provider import OrjsonProvider
+from cds_service.http.metrics import register_request_metrics
+from cds_service.http.operator import OperatorAccess
 from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
@@ -37,6 +41,7 @@ def create_app(
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime.load(settings)
     authenticator = authenticator or Authenticator.from_settings(settings)
+    _enable_metrics(settings)
     app = Flask("cds_service")
     app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -54,16 +59,29 @@ def create_app(
     store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
     app.extensions["cds_store"] = store
     app.extensions["cds_decision_log"] = DecisionLog(store, queue_size=settings.decision_queue_size)
-    for module in (discovery, services, feedback, health, openapi):
+    app.extensions["cds_operator_access"] = OperatorAccess.from_settings(settings)
+    for module in (discovery, services, feedback, health, openapi, metrics_endpoint):
         app.register_blueprint(module.blueprint)
     register_error_handlers(app)
     register_collector_pause(app)
     # Order matters: the request log starts first, preflights are answered before
     # authentication, and authentication runs before any route reads the body.
     _register_request_log(app)
+    register_request_metrics(app, frozenset(service.id for service in runtime.services))
     register_cors(app, settings.cors_origins)
     register_authentication(app, authenticator)
     return app
+
+
+def _enable_metrics(settings: Settings) -> None:
+    """Metrics are never a reason not to serve: a failure is logged and the service runs."""
+    try:
+        metrics.enable(settings.metrics_dir)
+    except (OSError, metrics.MetricsUnavailable) as error:
+        log.error(
+            "metrics unavailable",
+            extra={"event": "metrics_unavailable", "reason": str(error)},
+        )
 
 
 def prepare_store(app: Flask) -> bool:

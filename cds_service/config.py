@@ -258,6 +258,27 @@ def _replay_db(environ: Mapping[str, str]) -> str | None:
     return path
 
 
+def _admin_token(environ: Mapping[str, str]) -> str | None:
+    name = "CDS_ADMIN_TOKEN"
+    token = _secret(environ, name)
+    # It travels in an Authorization header (Bearer, or the password of HTTP Basic).
+    if token is not None and not all("!" <= character <= "~" for character in token):
+        raise ConfigError(f"{name} must be printable ASCII without spaces")
+    return token
+
+
+def _folder(environ: Mapping[str, str], name: str, *, create: bool = False) -> str | None:
+    path = (environ.get(name) or "").strip()
+    if not path:
+        return None
+    if os.path.isdir(path):
+        return path
+    parent = os.path.dirname(os.path.abspath(path))
+    if create and not os.path.exists(path) and os.path.isdir(parent):
+        return path  # made at start
+    raise ConfigError(f"{name} must be a folder, got {path!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -284,6 +305,15 @@ class Settings:
     decision_queue_size: int = DEFAULT_QUEUE_SIZE
     # Suggestion shapes for callers whose trusted-clients entry names no profile.
     client_profile: ClientProfile = DEFAULT_PROFILE
+    # Operator token for /metrics; required for it when trusted clients are configured.
+    # Never the EHR's JWT.
+    admin_token: str | None = field(default=None, repr=False)
+    # Folder of the per-process metric files; None: a private temporary folder per server.
+    metrics_dir: str | None = None
+
+    @property
+    def development_mode(self) -> bool:
+        return not self.trusted_clients
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -318,4 +348,6 @@ class Settings:
             client_profile=ClientProfile(
                 _choice(env, "CDS_CLIENT_PROFILE", PROFILE_NAMES, DEFAULT_PROFILE.value)
             ),
+            admin_token=_admin_token(env),
+            metrics_dir=_folder(env, "CDS_METRICS_DIR", create=True),
         )

@@ -47,12 +47,16 @@ def run(args: argparse.Namespace) -> int:
                 f"shorter than --timeout ({args.timeout})"
             )
         configure_logging(settings.log_level, settings.log_format)
+        from cds_service import metrics
         from cds_service.app import create_app, prepare_store
+
+        # Before the workers fork: the metrics folder is this server's, emptied at start.
+        metrics.enable(settings.metrics_dir, server_start=True)
 
         # Loaded before forking: a bad configuration stops here with one line, and the
         # workers share the loaded terminology copy-on-write.
         app = create_app(settings)
-    except (ConfigError, ContentError) as error:
+    except (ConfigError, ContentError, OSError) as error:
         print(f"cds-service: configuration error: {error}", file=sys.stderr)
         return 2
     prepare_store(app)

@@ -31,6 +31,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
+from cds_service import metrics
 from cds_service.fhir.access import FetchResult, FhirQuery, FhirServer
 from cds_service.fhir.parsing import is_failed_result, loads_json, next_page_link, resources_of
 
@@ -160,6 +161,14 @@ class FhirClient:
                 future.cancel()
                 outcome = _Outcome(None, self._late(), None, 0, time.monotonic() - started)
             results[query.key] = FetchResult(outcome.resources, outcome.problem)
+            metrics.count_fhir_read(
+                query.key,
+                metrics.fhir_read_outcome(
+                    obtained=outcome.resources is not None,
+                    answered_in_time=future in done,
+                    status=outcome.status,
+                ),
+            )
             log.info(
                 "fhir query",
                 extra={

@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 from flask import Flask, Response, g, request
 
+from cds_service import metrics
 from cds_service.card_builder.profiles import ClientProfile
 from cds_service.config import ConfigError, Settings, TrustedClient
 from cds_service.http.errors import json_error
@@ -264,6 +265,7 @@ class Authenticator:
 
 def _refuse(reason: str, issuer: str | None, token_sent: bool) -> Response:
     g.auth_error = reason
+    metrics.count_auth_refusal(reason)
     if issuer is not None:
         g.claimed_issuer = issuer
     response = json_error(401, _REFUSAL, "login")

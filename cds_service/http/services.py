@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from cds_service import metrics
 from cds_service.http.collector import pause_for_this_request, resume_when_sent
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
@@ -37,6 +38,7 @@ def call_service(service_id: str) -> Response:
                 content_version=runtime.content_version,
             )
         )
+    metrics.count_cards(service_id, outcome.cards)
     g.topics = outcome.topics
     g.decision = outcome.decision
     if outcome.fetched:

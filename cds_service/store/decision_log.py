@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused
 from cds_service.store.store import DecisionRecord, DecisionStore
 
@@ -114,8 +115,10 @@ class DecisionLog:
             taken, dropped = records[:room], len(records) - min(room, len(records))
             self._queued_cards += len(taken)
             self._pending += len(taken)
+            metrics.set_decision_queue(self._queued_cards)
             if dropped:
                 self._dropped += dropped
+                metrics.count_decisions_lost("queue_full", dropped)
                 now = time.monotonic()
                 if now - self._last_drop_log >= 60:
                     self._last_drop_log = now
@@ -174,6 +177,7 @@ class DecisionLog:
             backlog = len(batch) >= BATCH_SIZE
             with self._lock:
                 self._queued_cards -= len(batch)
+                metrics.set_decision_queue(self._queued_cards)
             self._write(batch)
 
     def _write(self, batch: list[DecisionRecord]) -> None:
@@ -183,6 +187,7 @@ class DecisionLog:
         while True:
             try:
                 self.store.record_decisions(unwritten)
+                metrics.count_decisions_written(len(unwritten))
                 if failures:
                     log.info(
                         "decision log writes resumed",
@@ -222,6 +227,7 @@ class DecisionLog:
                     "decision log gave up at shutdown; cards were not logged",
                     extra={"event": "decision_log_lost", "cards": len(unwritten)},
                 )
+                metrics.count_decisions_lost("shutdown", len(unwritten))
                 break
             time.sleep(delay)
             delay = min(delay * 2, self._max_retry)
@@ -237,11 +243,13 @@ class DecisionLog:
         for record in records:
             try:
                 self.store.record_decisions([record])
+                metrics.count_decisions_written(1)
             except StoreUnavailable:
                 left.append(record)
             except Exception as error:  # ValuesRefused, or a value no row can be made of
                 refused[type(error).__name__] = refused.get(type(error).__name__, 0) + 1
         if refused:
+            metrics.count_decisions_lost("refused", sum(refused.values()))
             log.error(
                 "decision log dropped cards the store cannot hold",
                 extra={
@@ -280,5 +288,6 @@ class DecisionLog:
                     "decision log closed with cards not written",
                     extra={"event": "decision_log_lost", "cards": self._pending},
                 )
+                metrics.count_decisions_lost("shutdown", self._pending)
             self._thread = None
             self._pid = None
