@@ -11,6 +11,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY cds_service ./cds_service
 COPY cards ./cards
+# The scenarios and requests of the fixture library ship in the wheel, for /preview.
+COPY fhir_fixtures ./fhir_fixtures
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

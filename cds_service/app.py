@@ -21,6 +21,9 @@ from cds_service.http.errors import register_error_handlers
 from cds_service.http.json_provider import OrjsonProvider
 from cds_service.http.metrics import register_request_metrics
 from cds_service.http.operator import OperatorAccess
+from cds_service.http.pages import blueprint as pages_blueprint
+from cds_service.http.pages import dashboard
+from cds_service.http.pages.preview import register_preview
 from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
@@ -60,8 +63,10 @@ def create_app(
     app.extensions["cds_store"] = store
     app.extensions["cds_decision_log"] = DecisionLog(store, queue_size=settings.decision_queue_size)
     app.extensions["cds_operator_access"] = OperatorAccess.from_settings(settings)
-    for module in (discovery, services, feedback, health, openapi, metrics_endpoint):
+    for module in (discovery, services, feedback, health, openapi, metrics_endpoint, dashboard):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(pages_blueprint)
+    register_preview(app, settings)
     register_error_handlers(app)
     register_collector_pause(app)
     # Order matters: the request log starts first, preflights are answered before

@@ -267,6 +267,17 @@ def _admin_token(environ: Mapping[str, str]) -> str | None:
     return token
 
 
+def _on_off(environ: Mapping[str, str], name: str) -> bool | None:
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 def _folder(environ: Mapping[str, str], name: str, *, create: bool = False) -> str | None:
     path = (environ.get(name) or "").strip()
     if not path:
@@ -305,15 +316,23 @@ class Settings:
     decision_queue_size: int = DEFAULT_QUEUE_SIZE
     # Suggestion shapes for callers whose trusted-clients entry names no profile.
     client_profile: ClientProfile = DEFAULT_PROFILE
-    # Operator token for /metrics; required for it when trusted clients are configured.
-    # Never the EHR's JWT.
+    # Operator token for /dashboard and /metrics (and /preview when protected); required for
+    # them when trusted clients are configured. Never the EHR's JWT.
     admin_token: str | None = field(default=None, repr=False)
+    # /preview: None follows the mode (on in development mode, off with trusted clients).
+    preview: bool | None = None
+    # A folder of fixture scenarios for /preview instead of the packaged library.
+    preview_fixtures: str | None = None
     # Folder of the per-process metric files; None: a private temporary folder per server.
     metrics_dir: str | None = None
 
     @property
     def development_mode(self) -> bool:
         return not self.trusted_clients
+
+    @property
+    def preview_enabled(self) -> bool:
+        return self.development_mode if self.preview is None else self.preview
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -349,5 +368,7 @@ class Settings:
                 _choice(env, "CDS_CLIENT_PROFILE", PROFILE_NAMES, DEFAULT_PROFILE.value)
             ),
             admin_token=_admin_token(env),
+            preview=_on_off(env, "CDS_PREVIEW"),
+            preview_fixtures=_folder(env, "CDS_PREVIEW_FIXTURES"),
             metrics_dir=_folder(env, "CDS_METRICS_DIR", create=True),
         )

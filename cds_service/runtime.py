@@ -42,6 +42,8 @@ class Runtime:
     fetcher: FhirFetcher | None = None
     # Package version + hash of the loaded card content and terminology (decision log).
     content_version: str = ""
+    # The service's "today" (CDS_EVALUATION_DATE when pinned); the handler's clock.
+    today: Callable[[], date] = utc_today
 
     @classmethod
     def load(
@@ -88,7 +90,9 @@ class Runtime:
                 "seconds": round(elapsed, 3),
             },
         )
-        return cls(settings, terminology, content, services, handler, elapsed, fetcher, version)
+        return cls(
+            settings, terminology, content, services, handler, elapsed, fetcher, version, clock
+        )
 
 
 def _warm_up() -> None:

@@ -101,6 +101,25 @@ CALLS = [
     Call("POST", "/cds-services/no-such-service/feedback", 404, body=FEEDBACK),
     Call("GET", "/metrics", 200),
     Call("GET", "/metrics", 403, trusted_clients=True),
+    Call("GET", "/dashboard", 200),
+    Call("GET", "/dashboard?from=last-tuesday", 400),
+    Call("GET", "/dashboard/report.json?from=2026-11-01&to=2026-11-30", 200),
+    Call("GET", "/preview", 200),
+    Call("GET", "/preview", 404, trusted_clients=True),
+    Call("GET", "/preview/scenarios/opioid-tramadol-acute-low-back-pain", 200),
+    Call("GET", "/preview/scenarios/no-such-scenario", 404),
+    Call(
+        "POST",
+        "/preview/run",
+        200,
+        body={
+            "service": "back-pain-order-sign",
+            "request": _request("patient-view-chronic-pain-16-weeks"),
+        },
+    ),
+    Call("POST", "/preview/run", 400, body={"request": {}}),
+    Call("GET", "/assets/pages.css", 200),
+    Call("GET", "/assets/no-such-file.js", 404),
 ]
 
 

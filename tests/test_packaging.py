@@ -53,6 +53,14 @@ def test_wheel_contains_cards_terminology_and_schemas(tmp_path: Path) -> None:
     assert any(n.startswith("cds_service/terminology/data/valuesets/") for n in names)
     assert "cds_service/protocol/schemas/request.schema.json" in names
     assert "cds_service/http/openapi.json" in names
+    # The pages' templates and assets, and the fixture scenarios /preview offers.
+    for page_file in ("templates/preview.html", "templates/dashboard.html", "static/preview.js"):
+        assert f"cds_service/http/pages/{page_file}" in names
+    scenario = "cds_service/fixture_library/opioid-tramadol-acute-low-back-pain"
+    assert {f"{scenario}/scenario.json", f"{scenario}/request.json"} <= names
+    assert not any(
+        n.startswith("cds_service/fixture_library/") and n.endswith("bundle.json") for n in names
+    )
 
 
 def test_every_python_package_is_listed_in_pyproject() -> None:

@@ -1,4 +1,4 @@
-"""Who may open the operator pages (/metrics, and the pages for people that follow).
+"""Who may open the operator pages (/dashboard, /metrics, and /preview when it is protected).
 
 In development mode (no trusted clients) they are open, unless CDS_ADMIN_TOKEN is set. With
 trusted clients configured they need CDS_ADMIN_TOKEN, sent as `Authorization: Bearer <token>`

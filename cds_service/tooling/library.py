@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class Fixture:
     hook: str
     evaluation_date: date
     patient_id: str | None
+    description: str = ""
 
     @classmethod
     def load(cls, folder: Path) -> Fixture:
@@ -37,6 +39,7 @@ class Fixture:
                 hook=str(meta["hook"]),
                 evaluation_date=date.fromisoformat(str(meta["evaluationDate"])),
                 patient_id=meta.get("patientId"),
+                description=str(meta.get("description") or ""),
             )
         except (KeyError, ValueError) as error:
             raise FixtureError(
@@ -100,3 +103,29 @@ def discover(paths: Sequence[Path]) -> list[Fixture]:
             if resolved not in seen:
                 seen[resolved] = Fixture.load(folder)
     return list(seen.values())
+
+
+def library_root(override: str | Path | None = None) -> Path | None:
+    """The fixture library to offer: an override folder, the copy installed with the package
+    (its scenario and request files), or the checkout's fhir_fixtures/; None if none is there."""
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("cds_service.fixture_library")
+    # An installed or editable copy (package data without __init__: a namespace package).
+    candidates = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    candidates.append(Path(__file__).resolve().parents[2] / "fhir_fixtures")
+    for candidate in candidates:
+        if candidate.is_dir() and any((p / SCENARIO_FILE).is_file() for p in candidate.iterdir()):
+            return candidate
+    return None
+
+
+def library_scenarios(root: Path) -> list[Fixture]:
+    """Every readable scenario folder directly under `root`, by name; unreadable ones skipped."""
+    found = []
+    for folder in sorted(p for p in root.iterdir() if (p / SCENARIO_FILE).is_file()):
+        try:
+            found.append(Fixture.load(folder))
+        except FixtureError:
+            continue
+    return found
