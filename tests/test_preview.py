@@ -22,6 +22,7 @@ from metrics_text import parse, total
 from sqlalchemy import func, select
 
 from cds_service.app import create_app
+from cds_service.card_builder.profiles import PROFILE_NAMES
 from cds_service.golden import card_signature
 from cds_service.http.pages.markdown import render_markdown
 from cds_service.protocol.catalog import build_catalog
@@ -290,3 +291,25 @@ def test_with_trusted_clients_the_preview_is_off_unless_turned_on(
         create_app(development_off, runtime=runtime).test_client().get("/preview").status_code
         == 404
     )
+
+
+def test_the_tester_chooses_the_client_profile_that_shapes_suggestions(
+    client: FlaskClient,
+) -> None:
+    request = load_fixture(TRAMADOL)[1]
+    single = _run(client, {"service": SIGN, "request": request, "profile": "single-action"})
+    suggestions = [s for c in single["response"]["cards"] for s in c.get("suggestions", [])]
+    assert suggestions and all(len(s["actions"]) == 1 for s in suggestions)
+    standard = _run(client, {"service": SIGN, "request": request, "profile": "standard"})
+    assert any(
+        len(s["actions"]) > 1 for c in standard["response"]["cards"] for s in c["suggestions"]
+    )
+    refused = client.post(
+        "/preview/run", json={"service": SIGN, "request": request, "profile": "epic"}
+    )
+    assert refused.status_code == 400
+    html = client.get("/preview").get_data(as_text=True)
+    assert all(f'<option value="{name}"' in html for name in PROFILE_NAMES)
+    documented = client.get("/openapi.json").get_json()["paths"]["/preview/run"]["post"]
+    schema = documented["requestBody"]["content"]["application/json"]["schema"]
+    assert tuple(schema["properties"]["profile"]["enum"]) == PROFILE_NAMES

@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 
+from cds_service.card_builder.profiles import PROFILE_NAMES, ClientProfile
 from cds_service.config import Settings
 from cds_service.http.errors import json_error
 from cds_service.http.operator import OperatorAccess
@@ -105,6 +106,8 @@ def page() -> Response:
         services=services,
         scenarios=scenarios,
         library_found=library.root is not None,
+        profiles=PROFILE_NAMES,
+        default_profile=current_app.extensions["cds_client_profile"].value,
         urls={
             "run": url_for("preview.run"),
             "scenarios": url_for("preview.scenario", name="x").removesuffix("x"),
@@ -133,7 +136,8 @@ def scenario(name: str) -> Response:
 @blueprint.post("/preview/run")
 def run() -> Response:
     """Body: {"service": id, "request": a CDS Hooks request} or {"service", "bundle": a FHIR
-    Bundle}. Answer: the service's status and answer, the request run, and each card's
+    Bundle}, and optionally "profile" (the client profile shaping suggestions; default: the
+    service's). Answer: the service's status and answer, the request run, and each card's
     detail as safe HTML."""
     runtime: Runtime = current_app.extensions["cds_runtime"]
     document = parse_json_object(request.get_data(cache=False))
@@ -141,6 +145,7 @@ def run() -> Response:
     if not isinstance(service_id, str):
         raise bad_request("Name the service to run in 'service'.", ["service"])
     service = runtime.handler.service(service_id)
+    profile = _profile(document.get("profile"))
     if isinstance(document.get("bundle"), dict):
         try:
             hook_request = request_from_bundle(document["bundle"], service)
@@ -155,7 +160,7 @@ def run() -> Response:
         )
     try:
         # The handler may normalise what it reads; the page gets back what it sent.
-        outcome = runtime.handler.handle(service_id, copy.deepcopy(hook_request))
+        outcome = runtime.handler.handle(service_id, copy.deepcopy(hook_request), profile)
     except CdsError as error:
         return jsonify(
             {"status": error.status, "request": hook_request, "response": error_body(error)}
@@ -169,3 +174,12 @@ def run() -> Response:
             "details": [str(render_markdown(str(card.get("detail") or ""))) for card in cards],
         }
     )
+
+
+def _profile(requested: Any) -> ClientProfile:
+    if requested is None:
+        default: ClientProfile = current_app.extensions["cds_client_profile"]
+        return default
+    if requested not in PROFILE_NAMES:
+        raise bad_request(f"'profile' must be one of {', '.join(PROFILE_NAMES)}.", ["profile"])
+    return ClientProfile(requested)

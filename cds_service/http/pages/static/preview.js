@@ -199,8 +199,9 @@
       return;
     }
     const service = $("service").value;
+    const profile = $("profile").value;
     const isBundle = parsed && parsed.resourceType === "Bundle";
-    const body = isBundle ? { service, bundle: parsed } : { service, request: parsed };
+    const body = isBundle ? { service, profile, bundle: parsed } : { service, profile, request: parsed };
     setStatus("Running…", false);
     let answer;
     try {
