@@ -42,6 +42,7 @@ from cds_service.terminology.index import (  # noqa: E402
     RXNORM,
     SNOMED,
     Coded,
+    Terminology,
     build_terminology,
     canonical_system,
     normalise_code,
@@ -790,11 +791,18 @@ def copied(
     vs_id: str | None = None,
     keep: Callable[[dict[str, Any]], bool] | None = None,
     filter_note: str = "",
+    extra: Iterable[tuple[str, str, str, str]] = (),
 ) -> ValueSet:
-    """A value set copied from one shared file, optionally filtered."""
+    """A value set copied from one shared file, optionally filtered; `extra` rows
+    (system, code, display, verification note) are added by hand and must pass `keep` too."""
     items = shared.contains(name)
     kept = [item for item in items if keep is None or keep(item)]
-    codes, filled = _clean_codes(kept, shared)
+    extra = list(extra)
+    added = [{"system": s, "code": c, "display": d} for s, c, d, _ in extra]
+    rejected = [item["code"] for item in added if keep is not None and not keep(item)]
+    if rejected:
+        raise SystemExit(f"{vs_id or name}: hand-added codes fail the filter: {rejected}")
+    codes, filled = _clean_codes(kept + added, shared)
     prov = _provenance_of(shared, name)
     dropped = len(items) - len(kept)
     if keep is None:
@@ -805,6 +813,10 @@ def copied(
         method += "; the shared file is itself compiled from verified facts (per-code notes there)"
     if filled:
         method += f"; {filled} blank displays filled from the same code in other shared files"
+    if extra:
+        method += "; added by hand: " + "; ".join(
+            f"{SYSTEM_NAMES[s]} {c} {d} ({note})" for s, c, d, note in extra
+        )
     prov["method"] = method
     return ValueSet(vs_id or name, title, description, prov, codes)
 
@@ -1048,27 +1060,66 @@ _IMAGING_EXCLUSIONS = (
     r"^(?!.*\b(?:absorptiometry|densitometry|dexa|dxa|bone\s+density|inject\w*|epidural|facet|"
     r"block|ablation|puncture|guided|guidance|biopsy|kyphoplasty|vertebroplasty)\b)"
 )
-_MODALITY = (
-    r"(?:mri|mr|magnetic\s+resonance|ct|cat\s+scan|computed\s+tomograph\w*|x-?rays?|xr|"
-    r"radiograph\w*|plain\s+films?|myelogra\w*|imaging)"
-)
+# Imaging modality words, used both for order text and to split coded studies by display.
+_MRI_WORDS = r"(?:mri|mr|magnetic\s+resonance)"
+_CT_WORDS = r"(?:ct|cat\s+scan|computed\s+tomograph\w*)"
+_XRAY_WORDS = r"(?:x-?rays?|xr|radiograph\w*|radiologic\s+exam\w*|plain\s+films?)"
+_MODALITY = rf"(?:{_MRI_WORDS}|{_CT_WORDS}|{_XRAY_WORDS}|myelogra\w*|imaging)"
 _REGION = (
     r"(?:lumbar|lumbosacral|thoracolumbar|sacrum|sacral|coccyx|l-?spine|ls-?spine|tl-?spine|"
     r"t-?spine|thoracic\s+(?:spine|vertebra\w*|column)|(?<!cervical\s)(?<!c-)spine|"
     r"(?<!cervical\s)spinal)"
 )
 
+
+def _spine_imaging(modality: str) -> list[str]:
+    """A modality word and a thoracic/lumbar region word, in either order."""
+    return [
+        rf"{_IMAGING_EXCLUSIONS}.*\b{modality}\b.*\b{_REGION}\b",
+        rf"{_IMAGING_EXCLUSIONS}.*\b{_REGION}\b.*\b{modality}\b",
+    ]
+
+
+# Analgesic opioids by ingredient and common US brand. Plain "buprenorphine" is left out on
+# purpose (most buprenorphine orders treat opioid use disorder); the analgesic buprenorphine
+# brands Belbuca and Butrans are included, and transdermal buprenorphine below.
+_OPIOID_TEXT = (
+    r"(?:tramadol|ultram|conzip|qdolo|ultracet|seglentis|tapentadol|nucynta|oxycodone|"
+    r"oxycontin|roxicodone|roxybond|oxaydo|xtampza|percocet|endocet|primlev|hydrocodone|"
+    r"benzhydrocodone|apadaz|norco|vicodin|lortab|lorcet|hysingla|zohydro|vicoprofen|codeine|"
+    r"dihydrocodeine|morphine|ms\s*contin|kadian|arymo|morphabond|embeda|hydromorphone|dilaudid|"
+    r"exalgo|oxymorphone|opana|fentanyl|duragesic|ionsys|actiq|fentora|subsys|methadone|"
+    r"dolophine|methadose|diskets|meperidine|demerol|levorphanol|pentazocine|butorphanol|"
+    r"nalbuphine|opium|belbuca|butrans)"
+)
+# Extended-release / long-acting release words. "12 HR" / "24 HR" only where RxNorm puts them,
+# at the start of the name, so that "every 12 hr" in a free-text order is not read as ER.
+_ER_MARKERS = (
+    r"(?:extended[\s-]release|controlled[\s-]release|sustained[\s-]release|long[\s-]acting|"
+    r"er|xr|sr|cr|transdermal|patch(?:es)?)"
+)
+_ER_LEADING_HOURS = r"^\W*(?:12|24|72|168)\s*-?\s*(?:hr|hour)s?\b"
+# Transdermal buprenorphine treats pain only (opioid use disorder is treated with sublingual,
+# buccal or injected forms), so it counts although plain "buprenorphine" does not.
+_TRANSDERMAL_BUPRENORPHINE = (
+    r"\bbuprenorphine\b.*\b(?:transdermal|patch(?:es)?)\b|"
+    r"\b(?:transdermal|patch(?:es)?)\b.*\bbuprenorphine\b"
+)
+# Products that are ER/LA whatever the text says; methadone counts as long-acting, as in the CDC
+# set. Belbuca (buccal buprenorphine) is not in the CDC set and is not listed.
+_ER_OPIOID_BRANDS = (
+    r"(?:oxycontin|xtampza|ms\s*contin|kadian|arymo|morphabond|embeda|hysingla|zohydro|exalgo|"
+    r"conzip|butrans|duragesic|ionsys|methadone|dolophine|methadose|diskets)"
+)
+
 TEXT_PATTERNS: dict[Concept, list[str]] = {
-    Concept.OPIOID: [
-        # Analgesic opioids by ingredient and common US brand. Plain "buprenorphine" is left out
-        # on purpose (most buprenorphine orders treat opioid use disorder); the analgesic
-        # buprenorphine brands Belbuca and Butrans are included.
-        r"\b(?:tramadol|ultram|conzip|qdolo|ultracet|seglentis|tapentadol|nucynta|oxycodone|"
-        r"oxycontin|roxicodone|roxybond|oxaydo|xtampza|percocet|endocet|primlev|hydrocodone|"
-        r"benzhydrocodone|apadaz|norco|vicodin|lortab|lorcet|hysingla|zohydro|vicoprofen|codeine|"
-        r"dihydrocodeine|morphine|ms\s*contin|kadian|hydromorphone|dilaudid|exalgo|oxymorphone|"
-        r"opana|fentanyl|duragesic|actiq|fentora|subsys|methadone|dolophine|methadose|meperidine|"
-        r"demerol|levorphanol|pentazocine|butorphanol|nalbuphine|opium|belbuca|butrans)\b",
+    Concept.OPIOID: [rf"\b{_OPIOID_TEXT}\b", _TRANSDERMAL_BUPRENORPHINE],
+    Concept.OPIOID_EXTENDED_RELEASE: [
+        rf"\b{_OPIOID_TEXT}\b.*\b{_ER_MARKERS}\b",
+        rf"\b{_ER_MARKERS}\b.*\b{_OPIOID_TEXT}\b",
+        rf"{_ER_LEADING_HOURS}.*\b{_OPIOID_TEXT}\b",
+        rf"\b{_ER_OPIOID_BRANDS}\b",
+        _TRANSDERMAL_BUPRENORPHINE,
     ],
     Concept.NSAID: [
         # Ingredient or brand; eye and ear preparations (ketorolac / diclofenac eye drops) are
@@ -1111,10 +1162,10 @@ TEXT_PATTERNS: dict[Concept, list[str]] = {
         # Heparin, but not the catheter flushes / lock solutions.
         r"^(?!.*\b(?:flush|lock)\b).*\bheparin\b",
     ],
-    Concept.SPINE_IMAGING: [
-        rf"{_IMAGING_EXCLUSIONS}.*\b{_MODALITY}\b.*\b{_REGION}\b",
-        rf"{_IMAGING_EXCLUSIONS}.*\b{_REGION}\b.*\b{_MODALITY}\b",
-    ],
+    Concept.SPINE_IMAGING: _spine_imaging(_MODALITY),
+    Concept.SPINE_IMAGING_XRAY: _spine_imaging(_XRAY_WORDS),
+    Concept.SPINE_IMAGING_CT: _spine_imaging(_CT_WORDS),
+    Concept.SPINE_IMAGING_MRI: _spine_imaging(_MRI_WORDS),
     Concept.SPINAL_INJECTION: [
         r"\bepidural\s+(?:steroid\s+)?(?:injections?|block)\b",
         r"\b(?:lumbar|thoracic|caudal|interlaminar|transforaminal)\s+epidural\b",
@@ -1207,6 +1258,196 @@ SICKLE_CELL_SUPPLEMENT_ICD10CM = (("D57.1", "Sickle-cell disease without crisis"
 
 # vsac-glucocorticoids-oral-only: an oral paste applied to mouth ulcers is not systemic.
 STEROID_DROP = {"1085728": "triamcinolone oral paste acts locally in the mouth"}
+
+# cms166-all-cancer (VSAC "All Cancer", 2017) also lists benign tumours and hereditary syndromes
+# (pituitary adenoma, meningioma, multiple endocrine neoplasia). A benign tumour is neither a
+# reason to set the opioid guideline aside nor a source of spinal metastases, so those rows are
+# dropped unless the display also names a malignancy. In-situ and uncertain-behaviour neoplasms
+# stay, as they do in the CDC malignant-cancer list.
+CANCER_NOT_MALIGNANT_WORDS = (
+    "adenoma",
+    "meningioma",
+    "nevus",
+    "keratoacanthoma",
+    "cystadenoma",
+    "leiomyomatosis",
+    "multiple endocrine",
+    "polyglandular",
+    "zollinger-ellison",
+    "partial monosomy",
+    "inherited predisposition",
+    "hypereosinophilic",
+    "melanosis",
+    "melanocytic proliferation",
+    "mastocytoma",
+    "low grade prostatic intraepithelial",
+    "anaplasia of cervix",
+    "affecting pregnancy",
+)
+MALIGNANT_WORDS = (
+    "malignant",
+    "malignum",
+    "carcinoma",
+    "carcinoid",
+    "sarcoma",
+    "lymphoma",
+    "leukemia",
+    "melanoma",
+    "metastatic",
+)
+
+
+def _malignant(item: dict[str, Any]) -> bool:
+    display = item.get("display") or ""
+    return not _has_word(display, CANCER_NOT_MALIGNANT_WORDS) or _has_word(display, MALIGNANT_WORDS)
+
+
+# red-flag-significant-trunk-trauma: the trunk part of cms166-trauma (which lists every injury).
+# ICD-10-CM by category; S23/S33 also hold sprains, which are not significant trauma.
+TRUNK_TRAUMA_ICD10CM_CATEGORIES = (
+    "S22",  # fracture of ribs, sternum, thoracic spine
+    "S23",  # dislocation of thoracic spine and ribs, traumatic disc rupture
+    "S25",  # blood vessels of thorax
+    "S26",  # heart
+    "S27",  # other intrathoracic organs
+    "S28",  # crush of thorax
+    "S32",  # fracture of lumbar spine and pelvis
+    "S33",  # dislocation of lumbar spine and pelvis, traumatic disc rupture
+    "S35",  # blood vessels of abdomen, lower back and pelvis
+    "S36",  # intra-abdominal organs
+    "S37",  # urinary and pelvic organs
+    "S38",  # crush of abdomen, lower back and pelvis
+    "T07",  # unspecified multiple injuries
+)
+TRUNK_TRAUMA_ICD10CM_EXCLUDE = ("sprain", "strain")
+# SNOMED CT by display: an injury word together with a trunk site, or a phrase that is trunk
+# trauma on its own; superficial and soft-tissue injuries never count.
+TRUNK_TRAUMA_SNOMED_INJURIES = (
+    "fracture",
+    "fractures",
+    "dislocation",
+    "subluxation",
+    "rupture",
+    "injury",
+    "injuries",
+    "lesion",
+    "avulsion",
+    "laceration",
+    "crush",
+    "crushing",
+    "crushed",
+    "concussion",
+    "hemopericardium",
+)
+TRUNK_TRAUMA_SNOMED_SITES = (
+    "rib",
+    "ribs",
+    "sternum",
+    "thoracic",
+    "lumbar",
+    "vertebra",
+    "vertebrae",
+    "spinal",
+    "cauda equina",
+    "sacrum",
+    "sacral",
+    "coccyx",
+    "pelvis",
+    "pelvic",
+    "acetabulum",
+    "acetabular",
+    "ilium",
+    "iliac",
+    "ischium",
+    "ischial",
+    "pubis",
+    "pubic",
+    "innominate",
+    "thorax",
+    "chest",
+    "trunk",
+    "abdomen",
+    "abdominal",
+    "heart",
+    "lung",
+    "liver",
+    "spleen",
+    "kidney",
+    "bladder",
+)
+TRUNK_TRAUMA_SNOMED_ALONE = (
+    "multiple injuries",
+    "polytrauma",
+    "hemothorax",
+    "pneumothorax",
+    "pneumohemothorax",
+    "duverney's fracture",
+)
+TRUNK_TRAUMA_SNOMED_EXCLUDE = (
+    "superficial",
+    "contusion",
+    "abrasion",
+    "sprain",
+    "strain",
+    "cervical",
+    "brain",
+    "intracranial",
+    "skull",
+)
+# Trunk trauma codes the 2017 list lacks or lists without a display, verified by hand.
+_ECDS_FRACTURES = (
+    "NHS Emergency Care Data Set fracture diagnoses as listed with displays in the BHF Data "
+    "Science Centre CCU002 outcome codelist and, codes only, in other ECDS fracture lists of the "
+    "code corpus; in shared cms166-trauma without display"
+)
+TRUNK_TRAUMA_EXTRA = (
+    (
+        SNOMED,
+        "33737001",
+        "Fracture of rib (disorder)",
+        "several independent public code files agree (SNOMED annotation guide, diagnosis tables, "
+        "a SNOMED CT to ICD-10 map to S22.3); in shared cms166-trauma without display",
+    ),
+    (SNOMED, "60667009", "Closed fracture of rib (disorder)", _ECDS_FRACTURES),
+    (SNOMED, "66112004", "Closed fracture of sternum (disorder)", _ECDS_FRACTURES),
+    (SNOMED, "207938004", "Closed fracture thoracic vertebra (disorder)", _ECDS_FRACTURES),
+    (SNOMED, "207957008", "Closed fracture lumbar vertebra (disorder)", _ECDS_FRACTURES),
+    (SNOMED, "207974008", "Closed fracture sacrum (disorder)", _ECDS_FRACTURES),
+    (
+        SNOMED,
+        "262519004",
+        "Multiple injuries (disorder)",
+        "road-safety FHIR IG profiles and examples in the code corpus; not in cms166-trauma",
+    ),
+    (ICD10CM, "T07", "Unspecified multiple injuries", f"not in cms166-trauma; {ICD_VERIFIED}"),
+    (ICD10CM, "T07.XXXA", "Unspecified multiple injuries, initial encounter", ICD_VERIFIED),
+    (ICD10CM, "T07.XXXD", "Unspecified multiple injuries, subsequent encounter", ICD_VERIFIED),
+    (
+        ICD10CM,
+        "S28.0XXA",
+        "Crushed chest, initial encounter",
+        f"not in cms166-trauma; {ICD_VERIFIED}",
+    ),
+    (ICD10CM, "S28.0XXD", "Crushed chest, subsequent encounter", ICD_VERIFIED),
+)
+
+
+def _is_trunk_trauma(item: dict[str, Any]) -> bool:
+    system, code = canonical_system(item["system"]), item["code"]
+    display = item.get("display") or ""
+    if system == ICD10CM:
+        sequela = len(code.replace(".", "")) == 7 and code.endswith("S")
+        return (
+            code[:3] in TRUNK_TRAUMA_ICD10CM_CATEGORIES
+            and not sequela
+            and not _has_word(display, TRUNK_TRAUMA_ICD10CM_EXCLUDE)
+        )
+    if system != SNOMED or not display or _has_word(display, TRUNK_TRAUMA_SNOMED_EXCLUDE):
+        return False
+    return _has_phrase(display, TRUNK_TRAUMA_SNOMED_ALONE) or (
+        _has_word(display, TRUNK_TRAUMA_SNOMED_INJURIES)
+        and _has_word(display, TRUNK_TRAUMA_SNOMED_SITES)
+    )
 
 
 def build_value_sets(shared: Shared) -> list[ValueSet]:
@@ -1421,8 +1662,13 @@ def build_value_sets(shared: Shared) -> list[ValueSet]:
         copied(
             shared,
             "cms166-all-cancer",
-            "All cancer (CMS166v7)",
-            "The retired imaging measure's cancer list (ICD-10-CM and SNOMED CT).",
+            "All cancer (CMS166v7, malignant entries)",
+            "The retired imaging measure's cancer list: malignant neoplasms in ICD-10-CM and SNOMED "
+            "CT, the SNOMED CT side being how problem lists usually record a cancer.",
+            keep=_malignant,
+            filter_note="dropped SNOMED CT rows whose display names a benign tumour or a hereditary "
+            "syndrome (" + ", ".join(CANCER_NOT_MALIGNANT_WORDS) + ") and no malignancy; in-situ "
+            "and uncertain-behaviour neoplasms kept, as in the CDC malignant-cancer list",
         ),
         copied(
             shared,
@@ -1452,8 +1698,32 @@ def build_value_sets(shared: Shared) -> list[ValueSet]:
             "red-flag-spinal-fracture-and-cord-injury",
             "Red flag: spinal fracture and cord injury",
             "Fractures, dislocations and cord or nerve-root injuries of the thoracic and lumbosacral "
-            "spine: the coded evidence of significant spinal trauma. (The broad CMS166 'Trauma' list, "
-            "which covers every injury, is deliberately not used.)",
+            "spine: the coded evidence of significant spinal trauma.",
+        ),
+        copied(
+            shared,
+            "cms166-trauma",
+            "Red flag: significant trunk trauma (from CMS166 Trauma)",
+            "Fractures of the ribs, sternum, spine and pelvis, dislocations of the spine and pelvis, "
+            "injuries of the organs of the chest, abdomen and pelvis, crush injuries of "
+            "the trunk and multiple injuries: trauma forceful enough to injure the spine as well. "
+            "Limb, head and superficial injuries and sprains of the full CMS166 list are left out.",
+            vs_id="red-flag-significant-trunk-trauma",
+            keep=_is_trunk_trauma,
+            filter_note="ICD-10-CM categories "
+            + ", ".join(TRUNK_TRAUMA_ICD10CM_CATEGORIES)
+            + " without sprains and strains and without sequela codes (7th character S); SNOMED CT "
+            "rows whose display names an injury ("
+            + ", ".join(TRUNK_TRAUMA_SNOMED_INJURIES)
+            + ") of a trunk site ("
+            + ", ".join(TRUNK_TRAUMA_SNOMED_SITES)
+            + ") or says "
+            + ", ".join(TRUNK_TRAUMA_SNOMED_ALONE)
+            + ", and none of "
+            + ", ".join(TRUNK_TRAUMA_SNOMED_EXCLUDE)
+            + "; SNOMED CT rows without a display in the shared copy cannot be classified and are "
+            "left out",
+            extra=TRUNK_TRAUMA_EXTRA,
         ),
         copied(
             shared,
@@ -1607,6 +1877,14 @@ def build_value_sets(shared: Shared) -> list[ValueSet]:
             "Opioid products (clinical and branded drugs and packs) that the CDC opioid recommendations "
             "apply to, including tramadol, tapentadol, codeine combinations and buprenorphine products "
             "as the CDC set defines them.",
+        ),
+        copied(
+            shared,
+            "cdc-extended-release-opioid-with-ambulatory-misuse-potential",
+            "Extended-release opioids with ambulatory misuse potential (CDC opioid CDS)",
+            "Extended-release and long-acting opioid products: ER tablets and capsules, transdermal "
+            "systems and all methadone products. Starting one for acute or subacute pain carries a "
+            "higher overdose risk than an immediate-release opioid.",
         ),
         copied(
             shared,
@@ -1817,6 +2095,75 @@ def build_value_sets(shared: Shared) -> list[ValueSet]:
     return sets
 
 
+# The combined spine imaging sets split by modality; the CMS166 LOINC sets are split already.
+SPINE_IMAGING_COMBINED = (
+    "spine-imaging-thoracic-lumbar-cpt",
+    "spine-imaging-thoracic-lumbar-loinc",
+    "spine-imaging-snomed",
+)
+SPINE_IMAGING_MODALITIES = (
+    ("spine-imaging-xray", "X-ray", "plain radiography", _XRAY_WORDS),
+    ("spine-imaging-ct", "CT", "computed tomography (CT myelography included)", _CT_WORDS),
+    ("spine-imaging-mri", "MRI", "magnetic resonance imaging", _MRI_WORDS),
+)
+
+
+def spine_imaging_by_modality(sets: list[ValueSet]) -> list[ValueSet]:
+    """One subset of the combined spine imaging sets per modality, picked by display words;
+    every code must land in exactly one."""
+    by_id = {vs.id: vs for vs in sets}
+    sources = [by_id[vs_id] for vs_id in SPINE_IMAGING_COMBINED]
+    picked: dict[str, list[dict[str, str]]] = {vs_id: [] for vs_id, *_ in SPINE_IMAGING_MODALITIES}
+    for source in sources:
+        for coded in source.codes:
+            found = [
+                vs_id
+                for vs_id, _, _, words in SPINE_IMAGING_MODALITIES
+                if re.search(rf"\b{words}\b", coded.get("display", ""), re.IGNORECASE)
+            ]
+            if len(found) != 1:
+                raise SystemExit(f"{source.id} {coded['code']}: modality {found or 'unknown'}")
+            picked[found[0]].append(coded)
+    licences = " | ".join(dict.fromkeys(vs.provenance["license"] for vs in sources))
+    out = []
+    for vs_id, label, meaning, words in SPINE_IMAGING_MODALITIES:
+        prov = {
+            "source": "this package's value sets "
+            + ", ".join(SPINE_IMAGING_COMBINED)
+            + " (their provenance applies to each code)",
+            "license": licences,
+            "method": f"subset by display words: the display matches the regular expression "
+            f"{words} (case-insensitive, whole words); each code of the sources lands in exactly "
+            "one modality",
+        }
+        codes = sorted(picked[vs_id], key=lambda c: (c["system"], c["code"]))
+        out.append(
+            ValueSet(
+                vs_id,
+                f"Thoracic and lumbar spine imaging: {label} (CPT, LOINC, SNOMED CT)",
+                f"Orders and studies of the thoracic or lumbar spine by {meaning}: the {label} "
+                "part of the combined spine imaging sets, so that rules can compare a drafted "
+                "study with the test a guideline recommends first.",
+                prov,
+                codes,
+            )
+        )
+    return out
+
+
+def check_spine_imaging_modalities(terminology: Terminology) -> None:
+    """Every code of `spine-imaging` means exactly one modality (the CMS166 sets included)."""
+    modalities = {Concept.SPINE_IMAGING_XRAY, Concept.SPINE_IMAGING_CT, Concept.SPINE_IMAGING_MRI}
+    for coded in terminology.concept_codes[Concept.SPINE_IMAGING]:
+        found = terminology.concepts_for_code(coded.system, coded.code) & modalities
+        if len(found) != 1:
+            raise SystemExit(f"spine imaging {coded.code}: modalities {sorted(found)}")
+    for modality in modalities:
+        for coded in terminology.concept_codes[modality]:
+            if Concept.SPINE_IMAGING not in terminology.concepts_for_code(coded.system, coded.code):
+                raise SystemExit(f"{modality} {coded.code} is not spine imaging")
+
+
 # ---------------------------------------------------------------------------------------------
 # Concepts
 # ---------------------------------------------------------------------------------------------
@@ -1883,8 +2230,9 @@ CONCEPTS: dict[Concept, tuple[str, list[str]]] = {
         ["red-flag-unexplained-weight-loss", "vsac-abnormal-weight-loss"],
     ),
     Concept.RED_FLAG_SPINAL_TRAUMA: (
-        "Spinal fracture or cord injury after trauma.",
-        ["red-flag-spinal-fracture-and-cord-injury"],
+        "Significant trauma: spinal fracture or cord injury, or a fracture, dislocation, internal "
+        "injury or crush of the trunk, or multiple injuries.",
+        ["red-flag-spinal-fracture-and-cord-injury", "red-flag-significant-trunk-trauma"],
     ),
     Concept.RED_FLAG_OSTEOPOROSIS: (
         "Osteoporosis or fragility fracture.",
@@ -1905,8 +2253,10 @@ CONCEPTS: dict[Concept, tuple[str, list[str]]] = {
         ],
     ),
     Concept.ACTIVE_CANCER: (
-        "Malignant cancer diagnosis (CDC opioid guideline exclusion).",
-        ["cdc-malignant-cancer-conditions"],
+        "Malignant neoplasm diagnosis in ICD-10-CM or SNOMED CT, not a personal-history code (CDC "
+        "opioid guideline exclusion). Whether it is still active is the Condition's clinical "
+        "status, which the rules read.",
+        ["cdc-malignant-cancer-conditions", "cms166-all-cancer", "vsac-malignant-bone-disease"],
     ),
     Concept.END_OF_LIFE: (
         "Terminal illness or limited life expectancy.",
@@ -1942,6 +2292,11 @@ CONCEPTS: dict[Concept, tuple[str, list[str]]] = {
     Concept.OPIOID: (
         "An opioid analgesic (CDC product list, or an analgesic opioid ingredient).",
         ["cdc-opioid-analgesics-with-ambulatory-misuse-potential", "opioid-analgesic-ingredients"],
+    ),
+    Concept.OPIOID_EXTENDED_RELEASE: (
+        "An extended-release or long-acting opioid (ER/LA tablets and capsules, transdermal "
+        "systems, methadone).",
+        ["cdc-extended-release-opioid-with-ambulatory-misuse-potential"],
     ),
     Concept.NSAID: ("A non-aspirin NSAID, any route.", ["nsaid-ingredients", "nsaid-products"]),
     Concept.NSAID_TOPICAL: ("A topical NSAID (gel, solution, patch).", []),
@@ -1980,6 +2335,18 @@ CONCEPTS: dict[Concept, tuple[str, list[str]]] = {
             "cms166-ct-scan-of-lower-spine",
             "spine-imaging-snomed",
         ],
+    ),
+    Concept.SPINE_IMAGING_XRAY: (
+        "Plain radiography (X-ray) of the thoracic or lumbar spine.",
+        ["spine-imaging-xray", "cms166-xray-of-lower-spine"],
+    ),
+    Concept.SPINE_IMAGING_CT: (
+        "CT of the thoracic or lumbar spine, including CT myelography.",
+        ["spine-imaging-ct", "cms166-ct-scan-of-lower-spine"],
+    ),
+    Concept.SPINE_IMAGING_MRI: (
+        "MRI of the thoracic or lumbar spine.",
+        ["spine-imaging-mri", "cms166-mri-of-lower-spine"],
     ),
     Concept.SPINAL_INJECTION: (
         "An epidural, facet, sacroiliac or trigger point injection or facet nerve ablation.",
@@ -2231,9 +2598,43 @@ README_GAPS = """
 
 **Left out or narrowed on purpose**
 
-* `cms166-trauma` (every injury code, about 4 MB) is not used: "significant trauma" is represented
-  by `red-flag-spinal-fracture-and-cord-injury`, which holds only fractures, dislocations and
-  cord or nerve-root injuries of the thoracic and lumbosacral spine.
+* `cms166-trauma` (every injury code, about 4 MB) is not shipped. "Significant trauma"
+  (`red-flag-spinal-trauma`) is `red-flag-spinal-fracture-and-cord-injury` (thoracic and
+  lumbosacral spine fractures, cord and nerve-root injuries) plus
+  `red-flag-significant-trunk-trauma`, derived from `cms166-trauma`: ICD-10-CM S22, S23 and S33
+  (dislocations and traumatic disc or symphysis ruptures, not sprains), S25-S28, S32, S35-S38
+  and T07, initial and subsequent encounters only (a sequela code records the late effect of an
+  old injury); organ contusions (spleen, kidney, lung, heart) count as internal injuries.
+  SNOMED CT by display words: fractures of ribs, sternum, vertebrae, sacrum, pelvis and
+  acetabulum, spinal, cauda equina and lumbosacral nerve-root injuries, traumatic haemothorax,
+  multiple injuries; superficial injuries, contusions, abrasions, sprains and strains never
+  count. Limb, head and neck injuries are not trunk trauma.
+* Cancer: `active-cancer` and `red-flag-cancer-history` share the malignant sets
+  (`cdc-malignant-cancer-conditions`, `cms166-all-cancer`, `vsac-malignant-bone-disease`), so a
+  cancer recorded only in SNOMED CT (363358000 Malignant tumor of lung, 254637007 Non-small cell
+  lung cancer) counts for both; only the red flag adds the personal-history (Z85) codes. Whether
+  a cancer is still active is the Condition's clinical status, read by the rules. From
+  `cms166-all-cancer` the SNOMED CT rows for benign tumours and hereditary syndromes (pituitary
+  and adrenal adenomas, meningioma, multiple endocrine neoplasia, Zollinger-Ellison...) are
+  dropped; in-situ and uncertain-behaviour neoplasms (melanoma in situ, D37-D49, MGUS,
+  myelodysplasia) stay, as in the CDC list.
+* Spine imaging by modality: `spine-imaging-xray`, `spine-imaging-ct` and `spine-imaging-mri`
+  split the combined CPT, LOINC and SNOMED CT sets by display words; the CMS166 LOINC sets are
+  used as the measure splits them, so its two "XR tomography" codes (36069-3 lumbar spine,
+  37653-3 sacrum; conventional tomography) count as CT. The build fails if a spine imaging code
+  lands in no modality or in two. Text needs the modality's own word (MRI, MR, magnetic
+  resonance; CT, CAT scan, computed tomography; X-ray, XR, radiograph, radiologic examination,
+  plain film) with the spine region words; "myelogram" or "imaging" alone is spine imaging of
+  no stated modality.
+* Extended-release opioids: the CDC set as published (183 products, all in the CDC opioid set).
+  It counts every methadone product as long-acting and leaves out buccal buprenorphine
+  (Belbuca) and buccal fentanyl. Text: an opioid word of the `opioid` pattern together with
+  extended / controlled / sustained release, long-acting, ER, XR, SR, CR, transdermal or patch,
+  or a leading "12 HR" / "24 HR" as RxNorm names begin ("every 12 hr" in a sig is not ER), or
+  an ER/LA brand (OxyContin, Xtampza, MS Contin, Kadian, Arymo, MorphaBond, Embeda, Hysingla,
+  Zohydro, Exalgo, ConZip, Butrans, Duragesic, Ionsys), methadone, or transdermal
+  buprenorphine (which also counts as `opioid`: it treats pain only, unlike the sublingual and
+  buccal forms). "ibuprofen ER" is neither `opioid` nor this.
 * `vsac-neurologic-impairment`: M48.062 (lumbar stenosis with neurogenic claudication), R26.2
   (difficulty walking) and R29.2 (abnormal reflex) are dropped - common, unspecific diagnoses
   that would otherwise mark many older patients as having a red-flag deficit. Cauda equina
@@ -2255,8 +2656,8 @@ README_GAPS = """
   Zubsolv, Belbuca, Butrans) and methadone. The ingredient fallback drops buprenorphine (1819)
   and levomethadyl (237005): an order that names only the ingredient is far more often opioid
   use disorder treatment, which the service must not discourage. Text patterns likewise do not
-  match plain "buprenorphine" but do match the analgesic brands Belbuca and Butrans; methadone
-  stays (prescribed for pain as well, and highest-risk).
+  match plain "buprenorphine" but do match the analgesic brands Belbuca and Butrans and
+  transdermal buprenorphine; methadone stays (prescribed for pain as well, and highest-risk).
 * NSAIDs: aspirin is not an NSAID for this service (the ingredient 1191 and aspirin products are
   left out) because most aspirin orders are 81 mg cardioprotection. Opioid/NSAID combinations
   (hydrocodone-ibuprofen) are opioids by code; by text they match both, which is correct for
@@ -2306,6 +2707,16 @@ README_GAPS = """
   load until a fuller RxNorm expansion is available.
 * No verifiable SNOMED CT code for "referral to pain clinic" or "multidisciplinary pain
   service"; only 306265007 Referral to pain management specialist.
+* Trunk trauma: the 2017 `cms166-trauma` list has no S25 or S35 (injuries of blood vessels of
+  the trunk), no S28 and no T07. T07 (unspecified multiple injuries) and S28.0 (crushed chest)
+  are added from the ICD-10-CM release; vessel injuries are not. 2,780 of the list's 3,223
+  SNOMED CT codes have no display offline and cannot be classified. Seven were verified by hand
+  and added (33737001 Fracture of rib; closed fractures of rib, sternum, thoracic and lumbar
+  vertebra and sacrum from the NHS emergency care fracture list; 262519004 Multiple injuries,
+  which the list lacks); other SNOMED CT rib, sternum and vertebral fracture concepts (open
+  fractures, multiple rib fractures, flail chest) are not recognised.
+* `cms166-all-cancer`: 116 SNOMED CT rows have no display offline and cannot be checked for
+  benign tumours; they stay.
 * SNOMED CT spine imaging codes come from one published value set (Belgian eHealth imaging
   procedures, international-edition concepts plus a few US-extension ids); generic "MRI of
   spine" and whole-spine studies are not included.
@@ -2334,6 +2745,7 @@ def verify_icd() -> None:
         GI_BLEED_ULCER_ICD10CM,
         HEART_FAILURE_ICD10CM,
         SICKLE_CELL_SUPPLEMENT_ICD10CM,
+        tuple((c, d) for system, c, d, _ in TRUNK_TRAUMA_EXTRA if system == ICD10CM),
     )
     for table in tables:
         for code, display in table:
@@ -2342,14 +2754,7 @@ def verify_icd() -> None:
     print("ICD-10-CM tables verified", file=sys.stderr)
 
 
-def check_orderables(
-    sets: list[ValueSet], concepts: dict[str, Any], orderables: dict[str, Any]
-) -> None:
-    value_sets = {
-        vs.id: [Coded(c["system"], c["code"], c.get("display", "")) for c in vs.codes]
-        for vs in sets
-    }
-    terminology = build_terminology(concepts, value_sets, orderables)
+def check_orderables(terminology: Terminology, orderables: dict[str, Any]) -> None:
     for name, (required, any_of) in ORDERABLE_CONCEPTS.items():
         found = terminology.concepts_for_codeable(orderables["orderables"][name]["code"])
         if not required <= found or (any_of and not any_of & found):
@@ -2361,6 +2766,7 @@ def check_orderables(
 def build(shared_root: Path) -> dict[Path, str]:
     shared = Shared.load(shared_root)
     sets = build_value_sets(shared)
+    sets += spine_imaging_by_modality(sets)
     nsaid_topical = derived(
         shared,
         "nsaid-topical-products",
@@ -2392,7 +2798,13 @@ def build(shared_root: Path) -> dict[Path, str]:
         for pattern in definition["textPatterns"]:
             re.compile(pattern, re.IGNORECASE)
     orderables = build_orderables()
-    check_orderables(sets, concepts, orderables)
+    value_sets = {
+        vs.id: [Coded(c["system"], c["code"], c.get("display", "")) for c in vs.codes]
+        for vs in sets
+    }
+    terminology = build_terminology(concepts, value_sets, orderables)
+    check_orderables(terminology, orderables)
+    check_spine_imaging_modalities(terminology)
     sets.sort(key=lambda vs: vs.id)
     files = {DATA_DIR / "valuesets" / f"{vs.id}.json": dump_value_set(vs) for vs in sets}
     files[DATA_DIR / "concepts.json"] = dump_json(concepts)

@@ -171,6 +171,43 @@ def test_data_size_is_reasonable() -> None:
         (LOINC, "29463-7", Concept.BODY_WEIGHT),
         (ICD10CM, "D57.1", Concept.SICKLE_CELL_DISEASE),
         (SNOMED, "385763009", Concept.HOSPICE_CARE),
+        # Cancer however it is coded: ICD-10-CM and SNOMED CT problem-list entries
+        (ICD10CM, "C34.90", Concept.ACTIVE_CANCER),
+        (ICD10CM, "C79.51", Concept.ACTIVE_CANCER),  # bone metastases (VSAC malignant bone)
+        (SNOMED, "363358000", Concept.ACTIVE_CANCER),  # Malignant tumor of lung
+        (SNOMED, "254637007", Concept.ACTIVE_CANCER),  # Non-small cell lung cancer
+        (SNOMED, "363358000", Concept.RED_FLAG_CANCER_HISTORY),
+        (ICD10CM, "C34.90", Concept.RED_FLAG_CANCER_HISTORY),
+        (ICD10CM, "Z85.118", Concept.RED_FLAG_CANCER_HISTORY),
+        # Significant trauma of the trunk, not only spinal fracture
+        (ICD10CM, "S22.41XA", Concept.RED_FLAG_SPINAL_TRAUMA),  # multiple rib fractures
+        (ICD10CM, "S22.31XD", Concept.RED_FLAG_SPINAL_TRAUMA),  # one rib, subsequent encounter
+        (ICD10CM, "S32.810A", Concept.RED_FLAG_SPINAL_TRAUMA),  # pelvic ring fracture
+        (ICD10CM, "S36.116A", Concept.RED_FLAG_SPINAL_TRAUMA),  # laceration of liver
+        (ICD10CM, "S27.0XXA", Concept.RED_FLAG_SPINAL_TRAUMA),  # traumatic pneumothorax
+        (ICD10CM, "S33.101A", Concept.RED_FLAG_SPINAL_TRAUMA),  # lumbar dislocation
+        (ICD10CM, "T07.XXXA", Concept.RED_FLAG_SPINAL_TRAUMA),  # multiple injuries
+        (ICD10CM, "S32.010A", Concept.RED_FLAG_SPINAL_TRAUMA),  # lumbar fracture (spinal set)
+        (SNOMED, "91037003", Concept.RED_FLAG_SPINAL_TRAUMA),  # Closed fracture of pelvis
+        (SNOMED, "33737001", Concept.RED_FLAG_SPINAL_TRAUMA),  # Fracture of rib
+        (SNOMED, "207957008", Concept.RED_FLAG_SPINAL_TRAUMA),  # Closed fracture lumbar vertebra
+        (SNOMED, "262519004", Concept.RED_FLAG_SPINAL_TRAUMA),  # Multiple injuries
+        # Spine imaging by modality
+        (CPT, "72100", Concept.SPINE_IMAGING_XRAY),
+        (CPT, "72131", Concept.SPINE_IMAGING_CT),
+        (CPT, "72148", Concept.SPINE_IMAGING_MRI),
+        (LOINC, "24970-6", Concept.SPINE_IMAGING_XRAY),
+        (LOINC, "24963-1", Concept.SPINE_IMAGING_CT),
+        (LOINC, "24967-2", Concept.SPINE_IMAGING_MRI),
+        (LOINC, "36059-4", Concept.SPINE_IMAGING_MRI),  # MR Sacrum (CMS166 set only)
+        (SNOMED, "22791004", Concept.SPINE_IMAGING_XRAY),
+        (SNOMED, "711224009", Concept.SPINE_IMAGING_CT),
+        (SNOMED, "241592002", Concept.SPINE_IMAGING_CT),  # CT myelogram of lumbar region
+        (SNOMED, "394451000119106", Concept.SPINE_IMAGING_MRI),
+        # Extended-release opioids
+        (RXNORM, "833709", Concept.OPIOID_EXTENDED_RELEASE),  # 24 HR tramadol 100 MG ER tablet
+        (RXNORM, "833709", Concept.OPIOID),
+        (RXNORM, "864706", Concept.OPIOID_EXTENDED_RELEASE),  # methadone 10 MG tablet
     ],
 )
 def test_code_maps_to_concept(system: str, code: str, concept: Concept) -> None:
@@ -189,10 +226,82 @@ def test_code_maps_to_concept(system: str, code: str, concept: Concept) -> None:
         (LOINC, "8310-5", Concept.BODY_WEIGHT),
         (ICD10CM, "D57.3", Concept.SICKLE_CELL_DISEASE),  # trait is not disease
         (ICD10CM, "C7A-C7A", Concept.END_OF_LIFE),  # block heading, not a code
+        (ICD10CM, "Z85.118", Concept.ACTIVE_CANCER),  # personal history is not active cancer
+        (SNOMED, "302820008", Concept.ACTIVE_CANCER),  # intracranial meningioma (benign)
+        (SNOMED, "254956000", Concept.RED_FLAG_CANCER_HISTORY),  # pituitary adenoma (benign)
+        (ICD10CM, "S33.5XXA", Concept.RED_FLAG_SPINAL_TRAUMA),  # lumbar sprain
+        (ICD10CM, "S30.0XXA", Concept.RED_FLAG_SPINAL_TRAUMA),  # contusion of lower back
+        (ICD10CM, "S20.20XA", Concept.RED_FLAG_SPINAL_TRAUMA),  # contusion of thorax
+        (ICD10CM, "S22.41XS", Concept.RED_FLAG_SPINAL_TRAUMA),  # sequela of rib fractures
+        (ICD10CM, "S72.001A", Concept.RED_FLAG_SPINAL_TRAUMA),  # femoral neck: a limb
+        (SNOMED, "262736005", Concept.RED_FLAG_SPINAL_TRAUMA),  # contusion of lumbar nerve root
+        (SNOMED, "26442006", Concept.RED_FLAG_SPINAL_TRAUMA),  # closed fracture of femur shaft
+        (SNOMED, "281843000", Concept.RED_FLAG_SPINAL_TRAUMA),  # fracture of tibial spine
+        (RXNORM, "835603", Concept.OPIOID_EXTENDED_RELEASE),  # tramadol 50 MG (immediate)
+        (RXNORM, "1716057", Concept.OPIOID_EXTENDED_RELEASE),  # buccal buprenorphine film
     ],
 )
 def test_code_does_not_map_to_concept(system: str, code: str, concept: Concept) -> None:
     assert concept not in terminology().concepts_for_code(system, code)
+
+
+def test_trunk_trauma_record_is_significant_trauma() -> None:
+    t = terminology()
+    road_accident = {
+        "coding": [{"system": ICD10CM, "code": "S22.41XA"}],
+        "text": "Multiple fractures of ribs, right side, initial encounter",
+    }
+    assert Concept.RED_FLAG_SPINAL_TRAUMA in t.concepts_for_codeable(road_accident)
+    pelvic = {"coding": [{"system": SNOMED, "code": "91037003"}], "text": "Pelvic fracture"}
+    assert Concept.RED_FLAG_SPINAL_TRAUMA in t.concepts_for_codeable(pelvic)
+    sprain = {
+        "coding": [{"system": ICD10CM, "code": "S33.5XXA"}],
+        "text": "Sprain of ligaments of lumbar spine, initial encounter",
+    }
+    contusion = {
+        "coding": [{"system": ICD10CM, "code": "S30.0XXA"}],
+        "text": "Contusion of lower back and pelvis, initial encounter",
+    }
+    for minor in (sprain, contusion):
+        assert Concept.RED_FLAG_SPINAL_TRAUMA not in t.concepts_for_codeable(minor)
+
+
+def test_trunk_trauma_set_is_initial_or_subsequent_trunk_injury_only() -> None:
+    doc = value_set_docs()["red-flag-significant-trunk-trauma"]
+    categories = {"S22", "S23", "S25", "S26", "S27", "S28", "S32", "S33", "S35", "S36"}
+    categories |= {"S37", "S38", "T07"}
+    for coded in doc["codes"]:
+        display = coded["display"].lower()
+        assert not re.search(r"\b(?:sprain|strain)\b", display), coded
+        if coded["system"] == ICD10CM:
+            # organ injuries stay, even "superficial laceration of spleen" or a kidney contusion
+            assert coded["code"][:3] in categories, coded
+            assert not (len(coded["code"]) == 8 and coded["code"].endswith("S")), coded
+        else:
+            assert not re.search(r"\b(?:superficial|contusion|abrasion)\b", display), coded
+
+
+def test_every_spine_imaging_code_has_exactly_one_modality() -> None:
+    t = terminology()
+    modalities = {Concept.SPINE_IMAGING_XRAY, Concept.SPINE_IMAGING_CT, Concept.SPINE_IMAGING_MRI}
+    codes = t.concept_codes[Concept.SPINE_IMAGING]
+    assert len(codes) > 300
+    for coded in codes:
+        found = t.concepts_for_code(coded.system, coded.code) & modalities
+        assert len(found) == 1, (coded, found)
+    for modality in modalities:
+        assert t.concept_codes[modality], modality
+        for coded in t.concept_codes[modality]:
+            assert Concept.SPINE_IMAGING in t.concepts_for_code(coded.system, coded.code), coded
+
+
+def test_extended_release_opioids_are_opioids() -> None:
+    t = terminology()
+    codes = t.concept_codes[Concept.OPIOID_EXTENDED_RELEASE]
+    assert len(codes) > 150
+    for coded in codes:
+        assert Concept.OPIOID in t.concepts_for_code(coded.system, coded.code), coded
+        assert Concept.OPIOID_EXTENDED_RELEASE in t.concepts_for_text(coded.display), coded
 
 
 def test_system_aliases_resolve() -> None:
@@ -250,6 +359,26 @@ def test_unknown_or_empty_codes_map_to_nothing() -> None:
         ("prednisone 20 mg tablet", Concept.SYSTEMIC_CORTICOSTEROID),
         ("Eliquis 5 mg tablet", Concept.ANTICOAGULANT),
         ("enoxaparin 40 mg/0.4 mL syringe", Concept.ANTICOAGULANT),
+        ("MRI lumbar spine", Concept.SPINE_IMAGING_MRI),
+        ("MRI lumbar spine", Concept.SPINE_IMAGING),
+        ("Magnetic resonance imaging of thoracic spine", Concept.SPINE_IMAGING_MRI),
+        ("CT thoracic spine w/o contrast", Concept.SPINE_IMAGING_CT),
+        ("CAT scan lumbar spine", Concept.SPINE_IMAGING_CT),
+        ("XR L-spine 2 views", Concept.SPINE_IMAGING_XRAY),
+        ("Lumbar spine X-ray AP and lateral", Concept.SPINE_IMAGING_XRAY),
+        ("Radiologic examination, spine, lumbosacral; 2 or 3 views", Concept.SPINE_IMAGING_XRAY),
+        ("Radiologic examination, spine, lumbosacral; 2 or 3 views", Concept.SPINE_IMAGING),
+        ("plain film of the sacrum", Concept.SPINE_IMAGING_XRAY),
+        ("oxycodone ER 10 mg tablet", Concept.OPIOID_EXTENDED_RELEASE),
+        ("OxyContin 20 mg", Concept.OPIOID_EXTENDED_RELEASE),
+        ("morphine sulfate SR 15 mg", Concept.OPIOID_EXTENDED_RELEASE),
+        ("fentanyl 25 mcg/hr transdermal patch", Concept.OPIOID_EXTENDED_RELEASE),
+        ("hydrocodone bitartrate extended-release 20 mg", Concept.OPIOID_EXTENDED_RELEASE),
+        ("tramadol long-acting 100 mg", Concept.OPIOID_EXTENDED_RELEASE),
+        ("24 HR tramadol hydrochloride 100 MG Oral Tablet", Concept.OPIOID_EXTENDED_RELEASE),
+        ("methadone 5 mg tablet", Concept.OPIOID_EXTENDED_RELEASE),
+        ("buprenorphine 10 mcg/hr transdermal system", Concept.OPIOID_EXTENDED_RELEASE),
+        ("buprenorphine 10 mcg/hr transdermal system", Concept.OPIOID),
     ],
 )
 def test_text_maps_to_concept(text: str, concept: Concept) -> None:
@@ -277,6 +406,21 @@ def test_text_maps_to_concept(text: str, concept: Concept) -> None:
         ("heparin lock flush 100 units/mL", Concept.ANTICOAGULANT),
         ("doxepin 5% cream", Concept.TCA),
         ("pain management agreement", Concept.PAIN_MANAGEMENT_REFERRAL),
+        ("MRI lumbar spine", Concept.SPINE_IMAGING_CT),
+        ("MRI lumbar spine", Concept.SPINE_IMAGING_XRAY),
+        ("CT thoracic spine w/o contrast", Concept.SPINE_IMAGING_MRI),
+        ("XR L-spine 2 views", Concept.SPINE_IMAGING_CT),
+        ("MRI cervical spine", Concept.SPINE_IMAGING_MRI),
+        ("CT chest", Concept.SPINE_IMAGING_CT),
+        ("X-ray chest 2 views", Concept.SPINE_IMAGING_XRAY),
+        ("Lumbar myelogram", Concept.SPINE_IMAGING_XRAY),
+        ("oxycodone 5 mg tablet", Concept.OPIOID_EXTENDED_RELEASE),
+        ("oxycodone 5 mg tablet every 12 hr as needed", Concept.OPIOID_EXTENDED_RELEASE),
+        ("tramadol 50 mg tablet", Concept.OPIOID_EXTENDED_RELEASE),
+        ("ibuprofen ER 800 mg", Concept.OPIOID_EXTENDED_RELEASE),
+        ("ibuprofen ER 800 mg", Concept.OPIOID),
+        ("lidocaine 5% patch", Concept.OPIOID_EXTENDED_RELEASE),
+        ("Belbuca 150 mcg buccal film", Concept.OPIOID_EXTENDED_RELEASE),
     ],
 )
 def test_text_does_not_map_to_concept(text: str, concept: Concept) -> None:

@@ -45,6 +45,7 @@ class Concept(StrEnum):
 
     # Medications
     OPIOID = "opioid"
+    OPIOID_EXTENDED_RELEASE = "opioid-extended-release"
     NSAID = "nsaid"
     NSAID_TOPICAL = "nsaid-topical"
     TOPICAL_FORM = "topical-form"
@@ -57,6 +58,9 @@ class Concept(StrEnum):
 
     # Procedures and referrals
     SPINE_IMAGING = "spine-imaging"
+    SPINE_IMAGING_XRAY = "spine-imaging-xray"
+    SPINE_IMAGING_CT = "spine-imaging-ct"
+    SPINE_IMAGING_MRI = "spine-imaging-mri"
     SPINAL_INJECTION = "spinal-injection"
     PHYSICAL_THERAPY = "physical-therapy"
     PAIN_MANAGEMENT_REFERRAL = "pain-management-referral"
