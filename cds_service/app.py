@@ -22,7 +22,7 @@ from cds_service.http.json_provider import OrjsonProvider
 from cds_service.http.metrics import register_request_metrics
 from cds_service.http.operator import OperatorAccess
 from cds_service.http.pages import blueprint as pages_blueprint
-from cds_service.http.pages import dashboard
+from cds_service.http.pages import dashboard, guidance
 from cds_service.http.pages.preview import register_preview
 from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
@@ -58,12 +58,23 @@ def create_app(
     app.extensions["cds_runtime"] = runtime
     # Suggestion shapes for callers whose trusted-clients entry names no profile.
     app.extensions["cds_client_profile"] = settings.client_profile
+    # Base URL of the links cards carry; None: each request's own (development mode).
+    app.extensions["cds_public_url"] = settings.public_url
     # No connection is made here: engines are per process, made on first use after fork.
     store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
     app.extensions["cds_store"] = store
     app.extensions["cds_decision_log"] = DecisionLog(store, queue_size=settings.decision_queue_size)
     app.extensions["cds_operator_access"] = OperatorAccess.from_settings(settings)
-    for module in (discovery, services, feedback, health, openapi, metrics_endpoint, dashboard):
+    for module in (
+        discovery,
+        services,
+        feedback,
+        health,
+        openapi,
+        metrics_endpoint,
+        dashboard,
+        guidance,
+    ):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(pages_blueprint)
     register_preview(app, settings)

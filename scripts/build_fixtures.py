@@ -68,6 +68,12 @@ RF_WEIGHT_MEASURED = "red flag: unexplained weight loss (measured)"
 RF_AGE = "red flag: age over 50 with new pain"
 RF_FRACTURE = "red flag: recent trauma / spinal fracture"
 RF_OSTEOPOROSIS = "red flag: osteoporosis"
+RF_TRAUMA = "red flag: significant trauma without spinal fracture"
+RF_ACTIVE_CANCER_SNOMED = "red flag: active cancer coded in SNOMED CT only"
+RF_SUSPECTED_INFECTION = "red flag: fever with IV drug use (suspected spinal infection)"
+RF_KNOWN = "red flag: established diagnosis named as known"
+IMAGING_NOT_FIRST_TEST = "drafted imaging is not the red flag's first test"
+EXTENDED_RELEASE = "extended-release opioid"
 NOT_A_RED_FLAG = "not a red flag"
 EX_CANCER = "exclusion: active cancer"
 EX_HOSPICE = "exclusion: hospice / end-of-life care"
@@ -236,8 +242,13 @@ def core_scenarios(g: Golden) -> list[Scenario]:
                 ),
             ],
             drafts=[_draft(cara, "rx-tramadol", TRAMADOL)],
-            expected=[g.red_flags(), g.exercise(), g.chronic(refer=False)],
-            tags=["opioid-avoidance (negative)", "red-flags-present", "exclusion"],
+            expected=[g.red_flags()],
+            tags=[
+                "opioid-avoidance (negative)",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+                "exclusion",
+            ],
         ),
         Scenario(
             name="no-back-pain-opioid",
@@ -315,7 +326,7 @@ def core_scenarios(g: Golden) -> list[Scenario]:
         Scenario(
             name="imaging-age-over-50-new-pain",
             description="64-year-old with low back pain for two weeks: age over 50 with new pain "
-            "is a red flag; imaging is appropriate.",
+            "is a red flag, so imaging has a place, but plain X-ray with ESR/CRP comes before MRI.",
             hook="order-sign",
             patient=cara,
             shows=[RF_AGE],
@@ -555,7 +566,8 @@ def core_scenarios(g: Golden) -> list[Scenario]:
         Scenario(
             name="patient-view-red-flag-osteoporosis",
             description="Chart of a 64-year-old with 7 weeks of low back pain and osteoporosis: "
-            "red-flag card (fracture risk), exercise therapy and chronic-pain assessment.",
+            "red-flag card (X-ray for compression fracture); routine exercise and chronic-pain "
+            "advice wait until the red flag is worked up.",
             hook="patient-view",
             patient=cara,
             shows=[PATIENT_VIEW, RF_OSTEOPOROSIS],
@@ -570,8 +582,13 @@ def core_scenarios(g: Golden) -> list[Scenario]:
                     onset_days_ago=700,
                 ),
             ],
-            expected=[g.red_flags(), g.exercise(), g.chronic(refer=False)],
-            tags=["patient-view", "red-flags-present", "osteoporosis"],
+            expected=[g.red_flags()],
+            tags=[
+                "patient-view",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+                "osteoporosis",
+            ],
         ),
         Scenario(
             name="order-select-only-selection-evaluated",
@@ -603,8 +620,12 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
             conditions=[_lbp(dev, 10)],
             observations=[temperature(dev, "obs-temp", 101.5, "F", 1)],
             drafts=[service_request(dev, "sr-mri", *MRI_LUMBAR, reason=LBP)],
-            expected=[g.red_flags(), g.exercise()],
-            tags=["red-flags-present", "imaging-without-red-flags (negative)", "exercise-therapy"],
+            expected=[g.red_flags()],
+            tags=[
+                "red-flags-present",
+                "imaging-without-red-flags (negative)",
+                "exercise-therapy (negative)",
+            ],
         ),
         Scenario(
             name="fever-outside-window-imaging",
@@ -637,8 +658,8 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
                 ),
             ],
             drafts=[_draft(ben, "rx-tramadol", TRAMADOL)],
-            expected=[g.opioid("MedicationRequest/rx-tramadol"), g.red_flags(), g.exercise()],
-            tags=["opioid-avoidance", "red-flags-present", "exercise-therapy"],
+            expected=[g.opioid("MedicationRequest/rx-tramadol"), g.red_flags()],
+            tags=["opioid-avoidance", "red-flags-present", "exercise-therapy (negative)"],
         ),
         Scenario(
             name="red-flag-iv-drug-use-xray",
@@ -666,7 +687,7 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
         Scenario(
             name="red-flag-hiv-patient-view",
             description="Chart of a patient with HIV disease and 30 days of low back pain: "
-            "red-flag card, exercise therapy and a psychosocial assessment.",
+            "red-flag card (look for infection); routine exercise and chronic-pain advice wait.",
             hook="patient-view",
             patient=ema,
             shows=[RF_HIV, PATIENT_VIEW],
@@ -681,8 +702,13 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
                     onset_days_ago=3000,
                 ),
             ],
-            expected=[g.red_flags(), g.exercise(), g.chronic(refer=False)],
-            tags=["patient-view", "red-flags-present", "chronic-pain-assessment"],
+            expected=[g.red_flags()],
+            tags=[
+                "patient-view",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+                "chronic-pain-assessment (negative)",
+            ],
         ),
         Scenario(
             name="red-flag-kidney-transplant-mri",
@@ -792,13 +818,18 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
                 _draft(ema, "rx-tramadol", TRAMADOL),
                 service_request(ema, "sr-mri", *MRI_LUMBAR),
             ],
-            expected=[g.opioid("MedicationRequest/rx-tramadol"), g.red_flags(), g.exercise()],
-            tags=["opioid-avoidance", "red-flags-present", "imaging-without-red-flags (negative)"],
+            expected=[g.opioid("MedicationRequest/rx-tramadol"), g.red_flags()],
+            tags=[
+                "opioid-avoidance",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+                "imaging-without-red-flags (negative)",
+            ],
         ),
         Scenario(
             name="red-flag-weight-loss-coded",
             description="Chart of a patient with 5 weeks of low back pain and abnormal weight loss "
-            "recorded 40 days ago: red-flag card, exercise therapy, psychosocial assessment.",
+            "recorded 40 days ago: red-flag card (X-ray and ESR/CRP first); routine advice waits.",
             hook="patient-view",
             patient=ema,
             shows=[RF_WEIGHT_CODED, PATIENT_VIEW],
@@ -813,8 +844,8 @@ def red_flag_scenarios(g: Golden) -> list[Scenario]:
                     onset_days_ago=40,
                 ),
             ],
-            expected=[g.red_flags(), g.exercise(), g.chronic(refer=False)],
-            tags=["patient-view", "red-flags-present"],
+            expected=[g.red_flags()],
+            tags=["patient-view", "red-flags-present", "exercise-therapy (negative)"],
         ),
         Scenario(
             name="red-flag-weight-loss-measured",
@@ -1310,6 +1341,155 @@ def messy_scenarios(g: Golden) -> list[Scenario]:
     ]
 
 
+def card_fit_scenarios(g: Golden) -> list[Scenario]:
+    """Cards that must fit the patient: red flags named by what they are, advice held back
+    while they are worked up, exclusions however the record codes them."""
+    ana, ben, cara, dev, ema, gus = ANA, BEN, CARA, DEV, EMA, GUS
+    return [
+        Scenario(
+            name="red-flag-trauma-rib-fractures-xray",
+            description="Lumbar X-ray drafted for 12 days of low back pain three weeks after a "
+            "road accident that broke several ribs (no spinal fracture coded): a red-flag card "
+            "for significant trauma, no imaging warning, no routine advice.",
+            hook="order-sign",
+            patient=ben,
+            shows=[RF_TRAUMA],
+            conditions=[
+                _lbp(ben, 12),
+                condition(
+                    ben,
+                    "cond-rib-fractures",
+                    ICD10,
+                    "S22.41XA",
+                    "Multiple fractures of ribs, right side, initial encounter for closed fracture",
+                    onset_days_ago=21,
+                    category="encounter-diagnosis",
+                ),
+            ],
+            drafts=[service_request(ben, "sr-xray", *XRAY_LUMBOSACRAL)],
+            expected=[g.red_flags()],
+            tags=[
+                "red-flags-present",
+                "imaging-without-red-flags (negative)",
+                "exercise-therapy (negative)",
+            ],
+        ),
+        Scenario(
+            name="opioid-snomed-lung-cancer-excluded",
+            description="Tramadol drafted for 9 days of low back pain in a patient whose active "
+            "lung cancer is on the problem list in SNOMED CT only: no opioid card (cancer pain "
+            "follows other guidance), a red-flag card for active cancer, no routine advice.",
+            hook="order-sign",
+            patient=ema,
+            shows=[EX_CANCER, RF_ACTIVE_CANCER_SNOMED],
+            conditions=[
+                _lbp(ema, 9),
+                condition(
+                    ema,
+                    "cond-lung-cancer",
+                    SNOMED,
+                    "363358000",
+                    "Malignant tumor of lung (disorder)",
+                    onset_days_ago=120,
+                ),
+            ],
+            drafts=[_draft(ema, "rx-tramadol", TRAMADOL)],
+            expected=[g.red_flags()],
+            tags=[
+                "opioid-avoidance (negative)",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+            ],
+        ),
+        Scenario(
+            name="red-flag-age-with-pt-referral",
+            description="Physical-therapy referral drafted for a 64-year-old with 10 days of new "
+            "low back pain: the red-flag card asks for X-ray and ESR/CRP first; no exercise "
+            "card while the red flag is worked up.",
+            hook="order-sign",
+            patient=cara,
+            shows=[RF_AGE],
+            conditions=[_lbp(cara, 10)],
+            drafts=[service_request(cara, "sr-pt-new", *PT_REFERRAL)],
+            expected=[g.red_flags()],
+            tags=["red-flags-present", "exercise-therapy (negative)"],
+        ),
+        Scenario(
+            name="patient-view-known-spinal-infection",
+            description="Chart of a patient with lumbar vertebral osteomyelitis diagnosed 4 "
+            "months ago and low back pain: the red-flag card names the infection as known "
+            "(review its treatment), not as an emergency to rule out.",
+            hook="patient-view",
+            patient=gus,
+            shows=[RF_INFECTION, RF_KNOWN, PATIENT_VIEW],
+            conditions=[
+                _lbp(gus, 150),
+                condition(
+                    gus,
+                    "cond-osteomyelitis",
+                    ICD10,
+                    "M46.26",
+                    "Osteomyelitis of vertebra, lumbar region",
+                    onset_days_ago=120,
+                ),
+            ],
+            expected=[g.red_flags("warning")],
+            tags=[
+                "patient-view",
+                "red-flags-present",
+                "exercise-therapy (negative)",
+                "chronic-pain-assessment (negative)",
+            ],
+        ),
+        Scenario(
+            name="red-flag-fever-iv-drug-use-critical",
+            description="Lumbar MRI drafted for 5 days of low back pain with a temperature of "
+            "38.9 °C yesterday in an intravenous drug user: suspected spinal infection, a "
+            "critical card asking for same-day evaluation.",
+            hook="order-sign",
+            patient=dev,
+            shows=[RF_SUSPECTED_INFECTION, RF_FEVER_C, RF_IV_DRUGS],
+            conditions=[
+                _lbp(dev, 5),
+                condition(
+                    dev,
+                    "cond-ivdu",
+                    SNOMED,
+                    "228388006",
+                    "Intravenous drug user (finding)",
+                    onset_days_ago=300,
+                ),
+            ],
+            observations=[temperature(dev, "obs-temp", 38.9, "C", 1)],
+            drafts=[service_request(dev, "sr-mri", *MRI_LUMBAR)],
+            expected=[g.red_flags("critical")],
+            tags=[
+                "red-flags-present",
+                "imaging-without-red-flags (negative)",
+                "exercise-therapy (negative)",
+            ],
+        ),
+        Scenario(
+            name="opioid-extended-release-tramadol",
+            description="Extended-release tramadol drafted for 20 days of low back pain: the "
+            "opioid card also says an extended-release opioid is never a way to start.",
+            hook="order-sign",
+            patient=ana,
+            shows=["opioid avoidance, topical NSAID alternative", EXTENDED_RELEASE],
+            conditions=[_lbp(ana, 20)],
+            drafts=[
+                _draft(
+                    ana,
+                    "rx-tramadol-er",
+                    ("833709", "24 HR tramadol hydrochloride 100 MG Extended Release Oral Tablet"),
+                )
+            ],
+            expected=[g.opioid("MedicationRequest/rx-tramadol-er"), g.exercise()],
+            tags=["opioid-avoidance", "exercise-therapy"],
+        ),
+    ]
+
+
 def scenarios() -> list[Scenario]:
     golden = Golden()
     groups: list[Callable[[Golden], list[Scenario]]] = [
@@ -1318,6 +1498,7 @@ def scenarios() -> list[Scenario]:
         exclusion_and_contraindication_scenarios,
         context_scenarios,
         messy_scenarios,
+        card_fit_scenarios,
     ]
     return [scenario for group in groups for scenario in group(golden)]
 

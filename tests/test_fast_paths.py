@@ -111,7 +111,7 @@ def _outcome(record: Any) -> tuple[Any, ...]:
         evaluation.back_pain,
         evaluation.condition_refs,
         tuple(f.flag for f in assessment.red_flags),
-        tuple(f.fact for f in assessment.red_flags),
+        tuple(f.facts for f in assessment.red_flags),
         assessment.opioid_advice_excluded,
     )
 

@@ -55,7 +55,7 @@ FIXTURE_FOR_KEY = {
     "conditions": "imaging-cauda-equina-critical",
     "medications": "nsaid-contraindicated-warfarin",
     "observations": "imaging-fever-order-select",
-    "procedures": "imaging-fever-order-select",
+    "procedures": "red-flag-kidney-transplant-mri",
     "servicerequests": "patient-view-acute-pain-in-therapy",
 }
 SHORT_DEADLINE = 0.5
@@ -282,12 +282,12 @@ def test_server_error_for_conditions_is_412_naming_them(
 def test_server_error_for_other_data_leaves_its_rules_silent(
     client: FlaskClient, templates: dict[str, str], status: int
 ) -> None:
-    # Medications choose the opioid alternative: without them that rule stays silent, the
-    # exercise-therapy card (which does not need them) still comes.
-    service, sent = _tramadol_without("medications")
+    # Observations can show a fever: without them no one can say there is no red flag, so the
+    # exercise-therapy card stays silent; the opioid card (which does not need them) still comes.
+    service, sent = _tramadol_without("observations")
     with responses.RequestsMock() as mock:
-        mock.get(_url(sent, templates, "medications"), status=status)
-        assert _topics(_post(client, service, sent)) == {"exercise-therapy"}
+        mock.get(_url(sent, templates, "observations"), status=status)
+        assert _topics(_post(client, service, sent)) == {"opioid-avoidance"}
 
 
 @pytest.mark.parametrize(
@@ -345,22 +345,22 @@ def test_stalled_or_failing_server_costs_at_most_the_deadline(
 def test_fhir_work_is_logged_without_token_or_patient_data(
     client: FlaskClient, templates: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    service, sent = _tramadol_without("conditions", "medications", "patient")
+    service, sent = _tramadol_without("conditions", "observations", "patient")
     _, request, _ = load_fixture(TRAMADOL)
     caplog.set_level(logging.DEBUG)
     with responses.RequestsMock() as mock:
         _lay_out(mock, request, templates, keys=("conditions", "patient"))
-        mock.get(_url(sent, templates, "medications"), status=500)
-        assert _topics(_post(client, service, sent)) == {"exercise-therapy"}
+        mock.get(_url(sent, templates, "observations"), status=500)
+        assert _topics(_post(client, service, sent)) == {"opioid-avoidance"}
     formatter = JsonFormatter()
     lines = [json.loads(formatter.format(record)) for record in caplog.records]
     queries = {line["query"]: line for line in lines if line.get("event") == "fhir_query"}
-    assert set(queries) == {"conditions", "medications", "patient"}
+    assert set(queries) == {"conditions", "observations", "patient"}
     assert queries["conditions"]["status"] == 200 and queries["conditions"]["pages"] == 1
-    assert queries["medications"]["status"] == 500
+    assert queries["observations"]["status"] == 500
     assert all(isinstance(line["duration_ms"], float) for line in queries.values())
     skipped = next(line for line in lines if line.get("event") == "data_missing")
-    assert "opioid-avoidance" in skipped["skipped"] and skipped["missing"] == ["medications"]
+    assert "exercise-therapy" in skipped["skipped"] and skipped["missing"] == ["observations"]
     text = "\n".join(json.dumps(line) for line in lines)
     patient_id = request["context"]["patientId"]
     for secret in (TOKEN, patient_id, "Moreno", "1986-04-12", "ehr.example.org"):

@@ -8,6 +8,7 @@ import pytest
 from conftest import fixture_dirs, load_fixture
 from flask.testing import FlaskClient
 
+from cds_service.card_builder.content import DETAIL_LIMIT, SUMMARY_TARGET
 from cds_service.golden import compare_cards
 from cds_service.protocol.request import schema_problems
 from cds_service.rules.findings import Topic
@@ -46,3 +47,16 @@ def test_fixture_folders_are_complete() -> None:
         for part in ("scenario.json", "request.json", "expected.json"):
             assert (folder / part).is_file(), f"{folder.name} lacks {part}"
     assert Path(fixture_dirs()[0]).parent.name == "fhir_fixtures"
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_cards_stay_within_the_length_budget(client: FlaskClient, name: str) -> None:
+    """Read in a few seconds: a one-line summary and a detail of about 700 characters."""
+    scenario, request, _ = load_fixture(name)
+    body = client.post(f"/cds-services/{scenario['service']}", json=request).get_json()
+    for card in body["cards"]:
+        assert len(card["summary"]) <= SUMMARY_TARGET, card["summary"]
+        assert len(card["detail"]) <= DETAIL_LIMIT, card["detail"]
+        # No placeholder left unfilled, no empty parentheses or doubled words from a blank.
+        assert "{" not in card["detail"] and "()" not in card["detail"]
+        assert card["detail"].count("**This patient:**") <= 1

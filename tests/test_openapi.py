@@ -119,6 +119,12 @@ CALLS = [
     ),
     Call("POST", "/preview/run", 400, body={"request": {}}),
     Call("GET", "/assets/pages.css", 200),
+    Call("GET", "/guidance", 200),
+    Call("GET", "/guidance/exercise-therapy", 200),
+    Call("GET", "/guidance/opioid-avoidance?part=patient", 200),
+    Call("GET", "/guidance/opioid-avoidance?part=doctor", 400),
+    Call("GET", "/guidance/no-such-topic", 404),
+    Call("GET", "/guidance/exercise-therapy", 200, trusted_clients=True),
     Call("GET", "/assets/no-such-file.js", 404),
 ]
 

@@ -21,7 +21,9 @@ from cds_service.rules.engine import evaluate
 from cds_service.rules.findings import (
     Contraindication,
     FactKind,
+    Finding,
     Indicator,
+    Note,
     Orderable,
     RedFlag,
     Topic,
@@ -545,3 +547,163 @@ def test_end_of_life_care_holds_back_rehabilitation_advice() -> None:
     # Sickle cell disease silences only the opioid advice.
     sickle = cond(K.SICKLE_CELL_DISEASE, rid="scd")
     assert "exercise-therapy" in topics(record(hook="patient-view", conditions=[chronic, sickle]))
+
+
+# --- advice that fits the patient -------------------------------------------------------------
+
+
+def _finding(rec: PatientRecord, topic: Topic) -> Finding:
+    return next(f for f in evaluate(rec).findings if f.topic == topic)
+
+
+def _fever(days: int = 1) -> ObservationEntry:
+    return ObservationEntry(frozenset({K.BODY_TEMPERATURE}), (), 38.9, "Cel", ago(days), "final")
+
+
+@pytest.mark.parametrize(
+    "flag_condition",
+    [
+        cond(K.RED_FLAG_OSTEOPOROSIS, onset=400, rid="op"),
+        cond(K.RED_FLAG_WEIGHT_LOSS, onset=30, rid="wl"),
+        cond(K.RED_FLAG_CANCER_HISTORY, onset=2000, status="resolved", rid="ca"),
+    ],
+)
+def test_any_red_flag_holds_back_exercise_and_chronic_pain_advice(
+    flag_condition: ConditionEntry,
+) -> None:
+    chronic = cond(K.BACK_PAIN_LOW, onset=120)
+    assert {"exercise-therapy", "chronic-pain-assessment"} <= set(
+        topics(record(hook="patient-view", conditions=[chronic]))
+    )
+    rec = record(hook="patient-view", conditions=[chronic, flag_condition])
+    assert topics(rec) == ["red-flags-present"]
+    pt_referral = draft(K.PHYSICAL_THERAPY, kind="ServiceRequest")
+    at_order = record(conditions=[chronic, flag_condition], orders=[pt_referral])
+    assert topics(at_order) == ["red-flags-present"]
+
+
+def test_active_and_past_cancer_are_told_apart_by_status() -> None:
+    active = cond(K.ACTIVE_CANCER, K.RED_FLAG_CANCER_HISTORY, onset=100, rid="ca")
+    past = replace(active, clinical_status="remission")
+    history_code = cond(K.RED_FLAG_CANCER_HISTORY, onset=900, rid="z85")
+    assert red_flags(imaging(conditions=[LBP, active])) == {RedFlag.ACTIVE_CANCER}
+    assert red_flags(imaging(conditions=[LBP, past])) == {RedFlag.CANCER_HISTORY}
+    assert red_flags(imaging(conditions=[LBP, history_code])) == {RedFlag.CANCER_HISTORY}
+    # Active cancer also takes the opioid advice off the table; a past cancer does not.
+    assert "opioid-avoidance" not in topics(
+        record(conditions=[LBP, active], orders=[draft(K.OPIOID)])
+    )
+    assert "opioid-avoidance" in topics(record(conditions=[LBP, past], orders=[draft(K.OPIOID)]))
+
+
+@pytest.mark.parametrize(
+    ("concept", "flag"),
+    [
+        (K.RED_FLAG_SPINAL_INFECTION, RedFlag.SPINAL_INFECTION),
+        (K.RED_FLAG_NEUROLOGIC_DEFICIT, RedFlag.NEUROLOGIC_DEFICIT),
+    ],
+)
+def test_an_established_diagnosis_is_known_not_an_emergency(concept: K, flag: RedFlag) -> None:
+    new = _finding(
+        record(hook="patient-view", conditions=[LBP, cond(concept, onset=20, rid="dx")]),
+        Topic.RED_FLAGS_PRESENT,
+    )
+    assert (new.indicator, new.known_red_flags) == (Indicator.CRITICAL, frozenset())
+    known = _finding(
+        record(hook="patient-view", conditions=[LBP, cond(concept, onset=120, rid="dx")]),
+        Topic.RED_FLAGS_PRESENT,
+    )
+    assert (known.indicator, known.known_red_flags) == (Indicator.WARNING, frozenset({flag}))
+
+
+def test_fever_with_iv_drug_use_is_a_suspected_spinal_infection() -> None:
+    ivdu = cond(K.RED_FLAG_IV_DRUG_USE, onset=200, rid="ivdu")
+    rec = imaging(conditions=[LBP, ivdu], observations=[_fever()])
+    finding = _finding(rec, Topic.RED_FLAGS_PRESENT)
+    assert finding.red_flags == (RedFlag.SUSPECTED_SPINAL_INFECTION,)
+    assert finding.indicator == Indicator.CRITICAL
+    # Both facts stay on the card, under the one suspicion.
+    kinds = {f.kind for f in finding.facts}
+    assert {FactKind.RED_FLAG_TEMPERATURE, FactKind.RED_FLAG_CONDITION} <= kinds
+    # Fever alone is a warning.
+    alone = _finding(imaging(observations=[_fever()]), Topic.RED_FLAGS_PRESENT)
+    assert (alone.red_flags, alone.indicator) == ((RedFlag.FEVER,), Indicator.WARNING)
+
+
+def test_red_flags_are_listed_most_serious_first() -> None:
+    rec = imaging(
+        age=70,
+        conditions=[
+            cond(K.BACK_PAIN_LOW, onset=10),
+            cond(K.RED_FLAG_OSTEOPOROSIS, onset=900, rid="op"),
+            cond(K.RED_FLAG_NEUROLOGIC_DEFICIT, onset=2, rid="ce"),
+        ],
+    )
+    assert _finding(rec, Topic.RED_FLAGS_PRESENT).red_flags == (
+        RedFlag.NEUROLOGIC_DEFICIT,
+        RedFlag.AGE_OVER_50_NEW_PAIN,
+        RedFlag.OSTEOPOROSIS,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag_condition", "age", "modality", "notes"),
+    [
+        (None, 64, K.SPINE_IMAGING_MRI, (Note.ADVANCED_IMAGING_TOO_SOON,)),
+        (None, 64, K.SPINE_IMAGING_XRAY, ()),
+        (
+            cond(K.RED_FLAG_OSTEOPOROSIS, onset=900, rid="op"),
+            40,
+            K.SPINE_IMAGING_CT,
+            (Note.ADVANCED_IMAGING_TOO_SOON,),
+        ),
+        (cond(K.RED_FLAG_SPINAL_TRAUMA, onset=20, rid="tr"), 40, K.SPINE_IMAGING_CT, ()),
+        (
+            cond(K.RED_FLAG_SPINAL_TRAUMA, onset=20, rid="tr"),
+            40,
+            K.SPINE_IMAGING_MRI,
+            (Note.ADVANCED_IMAGING_TOO_SOON,),
+        ),
+        (
+            cond(K.RED_FLAG_CANCER_HISTORY, onset=900, rid="ca"),
+            40,
+            K.SPINE_IMAGING_XRAY,
+            (Note.XRAY_NOT_ENOUGH,),
+        ),
+        (cond(K.RED_FLAG_CANCER_HISTORY, onset=900, rid="ca"), 40, K.SPINE_IMAGING_MRI, ()),
+        (cond(K.RED_FLAG_IV_DRUG_USE, onset=90, rid="iv"), 40, K.SPINE_IMAGING_XRAY, ()),
+    ],
+)
+def test_drafted_imaging_is_checked_against_the_red_flags_first_test(
+    flag_condition: ConditionEntry | None, age: int, modality: K, notes: tuple[Note, ...]
+) -> None:
+    conditions = [cond(K.BACK_PAIN_LOW, onset=10)]
+    if flag_condition is not None:
+        conditions.append(flag_condition)
+    study = draft(K.SPINE_IMAGING, modality, kind="ServiceRequest")
+    rec = record(age=age, conditions=conditions, orders=[study])
+    finding = _finding(rec, Topic.RED_FLAGS_PRESENT)
+    assert finding.notes == notes
+    # The study is named once: in the note when there is one, else among the facts.
+    named = any(f.kind == FactKind.DRAFT_ORDER for f in finding.facts)
+    assert named is (not notes)
+
+
+def test_opioid_notes_extended_release_and_unsafe_nsaids() -> None:
+    plain = _finding(record(conditions=[LBP], orders=[draft(K.OPIOID)]), Topic.OPIOID_AVOIDANCE)
+    assert plain.notes == ()
+    er = draft(K.OPIOID, K.OPIOID_EXTENDED_RELEASE)
+    hf = cond(K.HEART_FAILURE, rid="hf")
+    noted = _finding(record(conditions=[LBP, hf], orders=[er]), Topic.OPIOID_AVOIDANCE)
+    assert noted.notes == (Note.EXTENDED_RELEASE, Note.NSAIDS_CONTRAINDICATED)
+
+
+def test_chronic_pain_card_names_the_referral_when_it_is_due() -> None:
+    def card(onset: int) -> Finding:
+        rec = record(hook="patient-view", conditions=[cond(K.BACK_PAIN_LOW, onset=onset)])
+        return _finding(rec, Topic.CHRONIC_PAIN_ASSESSMENT)
+
+    assert card(83).notes == ()
+    assert card(84).notes == (Note.REFERRAL_DUE,)
+    # The duration is one of the facts, once.
+    assert [f.kind for f in card(84).facts] == [FactKind.BACK_PAIN]

@@ -6,14 +6,18 @@ they leave the service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.card_builder.content import (
-    SUMMARY_LIMIT,
+    DATED_FACTS,
+    FACTS_PER_KIND,
+    RED_FLAG_FACTS,
+    SUMMARY_TARGET,
     CardContent,
     SuggestionContent,
     TopicContent,
@@ -34,6 +38,25 @@ from cds_service.terminology.index import Terminology
 _SEVERITY_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
 _SELECTION_BEHAVIOR = {ClientProfile.STANDARD: "at-most-one", ClientProfile.SINGLE_ACTION: "any"}
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _tidy(markdown: str) -> str:
+    """A placeholder that rendered empty (no notes, say) leaves no gap in the text."""
+    return _BLANK_LINES.sub("\n\n", markdown).strip()
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    """How the calling client wants its cards shaped; the same findings in every case."""
+
+    profile: ClientProfile = DEFAULT_PROFILE
+    # Where this service's guidance pages are (CDS_PUBLIC_URL, or the request's own base URL
+    # in development mode); None: cards carry no link to them.
+    guidance_base_url: str | None = None
+
+
+DEFAULT_OPTIONS = CardOptions()
 
 
 @dataclass(frozen=True)
@@ -45,18 +68,15 @@ class CardContext:
     user_id: str | None = None
     condition_refs: tuple[str, ...] = ()
     pain_duration_days: int | None = None
-    profile: ClientProfile = DEFAULT_PROFILE
+    options: CardOptions = DEFAULT_OPTIONS
 
 
-class _Blank(dict[str, str]):
-    """Template values where a missing name reads as 'not recorded' rather than failing."""
-
-    def __init__(self, values: Mapping[str, str], blank: str) -> None:
-        super().__init__(values)
-        self._blank = blank
+class _Values(dict[str, str]):
+    """Template values; a value the record did not give reads as nothing rather than failing
+    (dates have their own `_undated` templates)."""
 
     def __missing__(self, key: str) -> str:
-        return self._blank
+        return ""
 
 
 class CardBuilder:
@@ -72,11 +92,6 @@ class CardBuilder:
         self._contraindication_names = {
             c.value: name for c, name in content.contraindication_names.items()
         }
-        self._checked_flags = ", ".join(content.red_flag_names.values())
-        self._evidence_blocks = {
-            topic: self._evidence_block(topic_content)
-            for topic, topic_content in content.topics.items()
-        }
         # The parts of a card that are the same for every patient. Cards are only ever
         # serialised, never changed, so every card of a topic can carry the same objects.
         self._sources = {topic: self._source(c) for topic, c in content.topics.items()}
@@ -91,6 +106,7 @@ class CardBuilder:
     # --- words ------------------------------------------------------------------------------
 
     def duration_words(self, days: int | None) -> str:
+        """Days below two weeks, weeks below six months, months after."""
         words = self._content.words
         if days is None:
             return words["unknown_duration"]
@@ -98,11 +114,11 @@ class CardBuilder:
             return words["duration_one_day"]
         if days < 14:
             return words["duration_days"].format(days=days)
-        if days < 91:
+        if days < 182:
             return words["duration_weeks"].format(weeks=days // 7)
         return words["duration_months"].format(months=days // 30)
 
-    def _fact_line(self, fact: Fact) -> str:
+    def _fact_phrase(self, fact: Fact) -> str:
         content = self._content
         values: dict[str, str] = {}
         for key, value in fact.values.items():
@@ -116,42 +132,105 @@ class CardBuilder:
                 values[key] = self._contraindication_names.get(value, value)
             else:
                 values[key] = value
-        if fact.kind == FactKind.NO_RED_FLAGS:
-            values["checked"] = self._checked_flags
-        return content.fact_templates[fact.kind].format_map(
-            _Blank(values, content.words["not_recorded"])
-        )
+        date_field = DATED_FACTS.get(fact.kind)
+        if date_field is not None and date_field not in values:
+            return content.undated_fact_templates[fact.kind].format_map(_Values(values))
+        values.setdefault("duration", self.duration_words(None))
+        return content.fact_templates[fact.kind].format_map(_Values(values))
 
-    def _facts_block(self, finding: Finding) -> str:
-        lines = [f"- {self._fact_line(fact)}" for fact in finding.facts]
-        return f"**{self._content.facts_heading}**\n\n" + "\n".join(lines)
+    def _phrases(self, facts: Iterable[Fact]) -> list[str]:
+        """Each fact's phrase, at most FACTS_PER_KIND of one kind, then how many more."""
+        by_kind: dict[FactKind, list[Fact]] = {}
+        for fact in facts:
+            by_kind.setdefault(fact.kind, []).append(fact)
+        phrases: list[str] = []
+        for of_kind in by_kind.values():
+            phrases += [self._fact_phrase(fact) for fact in of_kind[:FACTS_PER_KIND]]
+            if len(of_kind) > FACTS_PER_KIND:
+                count = f"{len(of_kind) - FACTS_PER_KIND:,}"
+                phrases.append(self._content.words["more_facts"].format(count=count))
+        return phrases
 
-    def _evidence_block(self, topic: TopicContent) -> str:
+    def _facts_line(self, facts: Iterable[Fact]) -> str:
+        phrases = self._phrases(facts)
+        if not phrases:
+            return ""
+        return f"**{self._content.facts_heading}:** " + "; ".join(phrases) + "."
+
+    def _flag_lines(self, finding: Finding, topic: TopicContent) -> str:
+        """One line per red flag: its name, the facts that show it, the next step."""
+        assert topic.flag_lines is not None
+        new_line, known_line = topic.flag_lines
+        facts_of: dict[str, list[Fact]] = {}
+        for fact in finding.facts:
+            if fact.kind in RED_FLAG_FACTS:
+                facts_of.setdefault(str(fact.values.get("flag")), []).append(fact)
         lines = []
-        for number, evidence in enumerate(topic.evidence, start=1):
-            citation = (
-                f"[{evidence.citation}]({evidence.url})" if evidence.url else evidence.citation
+        for flag in finding.red_flags:
+            words = topic.flags[flag]
+            known = flag in finding.known_red_flags
+            template = known_line if known else new_line
+            name = self._content.red_flag_names[flag]
+            lines.append(
+                template.format(
+                    name=name[:1].upper() + name[1:] if not known else name,
+                    facts="; ".join(self._phrases(facts_of.get(flag.value, ()))),
+                    next_step=(words.known_next_step if known else None) or words.next_step,
+                )
             )
-            lines.append(f"{number}. {citation} {evidence.finding}")
-        return f"**{self._content.evidence_heading}**\n\n" + "\n".join(lines)
+        return "\n".join(lines)
+
+    def _evidence_line(self, finding: Finding, topic: TopicContent) -> str:
+        """The source behind this card: the one for the finding's contraindication or red
+        flag when the content names one, else the topic's first."""
+        keys = {c.value for c in finding.contraindications} | {f.value for f in finding.red_flags}
+        chosen = next((e for e in topic.evidence if e.applies_to & keys), topic.evidence[0])
+        return f"**{self._content.evidence_heading}:** [{chosen.short}]({chosen.url})"
+
+    def _red_flag_summary(self, finding: Finding, topic: TopicContent) -> dict[str, str]:
+        if not finding.red_flags:
+            return {"flag_summary": "", "more_flags": "", "lead_flag": ""}
+        lead = finding.red_flags[0]
+        words = topic.flags[lead]
+        summary = words.summary
+        if lead in finding.known_red_flags and words.known_summary:
+            summary = words.known_summary
+        more = len(finding.red_flags) - 1
+        return {
+            "lead_flag": self._content.red_flag_names[lead],
+            "flag_summary": summary,
+            "more_flags": self._content.words["more_flags"].format(count=more) if more else "",
+        }
 
     def _values(
         self, finding: Finding, topic: TopicContent, context: CardContext
     ) -> dict[str, str]:
         content = self._content
+        alternative = content.orderables[finding.alternative] if finding.alternative else None
         values = {
             "order": finding.order.label if finding.order else "",
-            "alternative": content.orderables[finding.alternative].display
-            if finding.alternative
-            else "",
+            "alternative": alternative.display if alternative else "",
+            "alternative_short": alternative.short if alternative else "",
             "red_flags": ", ".join(content.red_flag_names[f] for f in finding.red_flags),
             "contraindications": ", ".join(
                 content.contraindication_names[c] for c in finding.contraindications
             ),
+            "contraindication_risks": "; ".join(
+                content.contraindication_risks[c] for c in finding.contraindications
+            ),
             "duration": self.duration_words(context.pain_duration_days),
         }
-        values["facts"] = self._facts_block(finding)
-        values["evidence"] = self._evidence_blocks[topic.topic]
+        if topic.flag_lines is not None:
+            values.update(self._red_flag_summary(finding, topic))
+            values["flag_lines"] = self._flag_lines(finding, topic)
+            # The red flags' facts are on their own lines; the rest goes on the facts line.
+            values["facts"] = self._facts_line(
+                f for f in finding.facts if f.kind not in RED_FLAG_FACTS
+            )
+        else:
+            values["facts"] = self._facts_line(finding.facts)
+        values["notes"] = " ".join(topic.notes[note].format_map(values) for note in finding.notes)
+        values["evidence"] = self._evidence_line(finding, topic)
         return values
 
     # --- FHIR suggestions -------------------------------------------------------------------
@@ -240,7 +319,7 @@ class CardBuilder:
         context: CardContext,
     ) -> list[dict[str, Any]]:
         suggestions: list[dict[str, Any]] = []
-        if context.profile is ClientProfile.SINGLE_ACTION:
+        if context.options.profile is ClientProfile.SINGLE_ACTION:
             # One action each, described by its own words; an action two intents share (the
             # delete of "replace" and of "remove") is offered once.
             offered: set[str] = set()
@@ -281,22 +360,31 @@ class CardBuilder:
         topic = content.topics[finding.topic]
         values = self._values(finding, topic, context)
         summary = topic.summary.format_map(values)
-        if len(summary) > SUMMARY_LIMIT:
-            summary = topic.summary_fallback
+        if len(summary) > SUMMARY_TARGET:
+            # Long order names: the shorter wording, which names no order.
+            summary = topic.summary_fallback.format_map(values)
         indicator = finding.indicator or topic.indicator
         card: dict[str, Any] = {
             "uuid": time_ordered_uuid(),
             "summary": summary,
-            "detail": topic.detail.format_map(values).strip(),
+            "detail": _tidy(topic.detail.format_map(values)),
             "indicator": indicator.value,
             "source": self._sources[finding.topic],
         }
         suggestions = self._suggestions(finding, topic, values, context)
         if suggestions:
             card["suggestions"] = suggestions
-            card["selectionBehavior"] = _SELECTION_BEHAVIOR[context.profile]
+            card["selectionBehavior"] = _SELECTION_BEHAVIOR[context.options.profile]
         if topic.override_reasons:
             card["overrideReasons"] = self._override_reasons[finding.topic]
+        if context.options.guidance_base_url:
+            card["links"] = [
+                {
+                    "label": content.words["guidance_link"],
+                    "url": f"{context.options.guidance_base_url}/guidance/{finding.topic.value}",
+                    "type": "absolute",
+                }
+            ]
         return card
 
     def cards(self, findings: tuple[Finding, ...], context: CardContext) -> list[dict[str, Any]]:

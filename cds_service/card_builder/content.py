@@ -1,7 +1,8 @@
 """Card content: the words of every card, loaded from the editable TOML files in `cards/`.
 
 Loaded and checked once at start; a broken file stops the service with a one-line reason
-instead of producing a broken card in front of a clinician.
+instead of producing a broken card in front of a clinician. The checks include a length
+budget, so that a card stays readable in a few seconds (see cards/README.md).
 """
 
 from __future__ import annotations
@@ -18,20 +19,39 @@ from cds_service.rules.findings import (
     Contraindication,
     FactKind,
     Indicator,
+    Note,
     Orderable,
     RedFlag,
     Topic,
 )
 
-SUMMARY_LIMIT = 139  # CDS Hooks: "less than 140 characters"
+# CDS Hooks: a summary is "less than 140 characters"; we aim for 100 so it fits on one line.
+SUMMARY_LIMIT = 139
+SUMMARY_TARGET = 100
+# A detail of about 700 characters reads in a few seconds. The words written in a template
+# (placeholders aside) may use this much; the rest is left for order names and patient facts.
+DETAIL_LIMIT = 700
+DETAIL_TEMPLATE_LIMIT = 480
+NOTE_LIMIT = 240
+FLAG_LINE_LIMIT = 120
+# A card names at most this many facts of one kind ("and 12 more").
+FACTS_PER_KIND = 3
 
-ALWAYS_PLACEHOLDERS = frozenset({"facts", "evidence", "duration"})
+ALWAYS_PLACEHOLDERS = frozenset({"facts", "evidence", "duration", "notes"})
+# The few values short enough for a fallback summary (at most 20 characters or so).
+FALLBACK_PLACEHOLDERS = frozenset({"alternative_short", "duration"})
 TOPIC_PLACEHOLDERS: dict[Topic, frozenset[str]] = {
-    Topic.OPIOID_AVOIDANCE: frozenset({"order", "alternative", "contraindications"}),
+    Topic.OPIOID_AVOIDANCE: frozenset(
+        {"order", "alternative", "alternative_short", "contraindications"}
+    ),
     Topic.IMAGING_WITHOUT_RED_FLAGS: frozenset({"order"}),
-    Topic.RED_FLAGS_PRESENT: frozenset({"order", "red_flags"}),
-    Topic.TOPICAL_NSAID_FIRST: frozenset({"order", "alternative"}),
-    Topic.NSAID_CONTRAINDICATED: frozenset({"order", "alternative", "contraindications"}),
+    Topic.RED_FLAGS_PRESENT: frozenset(
+        {"order", "red_flags", "lead_flag", "flag_summary", "more_flags", "flag_lines"}
+    ),
+    Topic.TOPICAL_NSAID_FIRST: frozenset({"order", "alternative", "alternative_short"}),
+    Topic.NSAID_CONTRAINDICATED: frozenset(
+        {"order", "alternative", "alternative_short", "contraindications", "contraindication_risks"}
+    ),
     Topic.AVOID_ANTIDEPRESSANT: frozenset({"order"}),
     Topic.AVOID_GLUCOSAMINE: frozenset({"order"}),
     Topic.AVOID_SPINAL_INJECTION: frozenset({"order"}),
@@ -50,13 +70,19 @@ TOPIC_SUGGESTIONS: dict[Topic, frozenset[str]] = {
     Topic.EXERCISE_THERAPY: frozenset({"refer"}),
     Topic.CHRONIC_PAIN_ASSESSMENT: frozenset({"refer"}),
 }
+# The notes each topic's rule may attach (each needs words in the topic's [notes]).
+TOPIC_NOTES: dict[Topic, frozenset[Note]] = {
+    Topic.OPIOID_AVOIDANCE: frozenset({Note.EXTENDED_RELEASE, Note.NSAIDS_CONTRAINDICATED}),
+    Topic.RED_FLAGS_PRESENT: frozenset({Note.ADVANCED_IMAGING_TOO_SOON, Note.XRAY_NOT_ENOUGH}),
+    Topic.CHRONIC_PAIN_ASSESSMENT: frozenset({Note.REFERRAL_DUE}),
+}
 # Which suggestion keys delete a draft and which create an order.
 DELETING_KEYS = frozenset({"replace", "remove", "cancel"})
 CREATING_KEYS = frozenset({"replace", "refer"})
 FACT_FIELDS: dict[FactKind, frozenset[str]] = {
     FactKind.BACK_PAIN: frozenset({"code", "onset", "duration"}),
     FactKind.BACK_PAIN_REASON: frozenset({"code", "order"}),
-    FactKind.DRAFT_ORDER: frozenset({"order", "code"}),
+    FactKind.DRAFT_ORDER: frozenset({"order"}),
     FactKind.RED_FLAG_CONDITION: frozenset({"flag", "code", "date"}),
     FactKind.RED_FLAG_PROCEDURE: frozenset({"flag", "code", "date"}),
     FactKind.RED_FLAG_MEDICATION: frozenset({"flag", "order", "date"}),
@@ -65,23 +91,42 @@ FACT_FIELDS: dict[FactKind, frozenset[str]] = {
         {"flag", "percent", "from_value", "from_date", "to_value", "to_date"}
     ),
     FactKind.RED_FLAG_AGE: frozenset({"flag", "age", "duration"}),
-    FactKind.NO_RED_FLAGS: frozenset({"checked"}),
+    FactKind.NO_RED_FLAGS: frozenset(),
     FactKind.CONTRAINDICATION_CONDITION: frozenset({"contraindication", "code", "date"}),
     FactKind.CONTRAINDICATION_MEDICATION: frozenset({"contraindication", "order"}),
     FactKind.NO_TOPICAL_NSAID: frozenset({"days"}),
     FactKind.NO_ANTIDEPRESSANT_INDICATION: frozenset(),
     FactKind.NO_RADICULOPATHY: frozenset(),
     FactKind.NO_PHYSICAL_THERAPY: frozenset(),
-    FactKind.PAIN_DURATION: frozenset({"onset", "duration"}),
 }
-WORDS = (
-    "not_recorded",
-    "unknown_duration",
-    "duration_one_day",
-    "duration_days",
-    "duration_weeks",
-    "duration_months",
+# Fact kinds whose date may be unrecorded: `<kind>_undated` is used then, without the date.
+DATED_FACTS: dict[FactKind, str] = {
+    FactKind.BACK_PAIN: "onset",
+    FactKind.RED_FLAG_CONDITION: "date",
+    FactKind.RED_FLAG_PROCEDURE: "date",
+    FactKind.RED_FLAG_MEDICATION: "date",
+    FactKind.CONTRAINDICATION_CONDITION: "date",
+}
+RED_FLAG_FACTS = frozenset(
+    {
+        FactKind.RED_FLAG_CONDITION,
+        FactKind.RED_FLAG_PROCEDURE,
+        FactKind.RED_FLAG_MEDICATION,
+        FactKind.RED_FLAG_TEMPERATURE,
+        FactKind.RED_FLAG_WEIGHT_LOSS,
+        FactKind.RED_FLAG_AGE,
+    }
 )
+WORDS: dict[str, frozenset[str]] = {
+    "unknown_duration": frozenset(),
+    "duration_one_day": frozenset(),
+    "duration_days": frozenset({"days"}),
+    "duration_weeks": frozenset({"weeks"}),
+    "duration_months": frozenset({"months"}),
+    "more_facts": frozenset({"count"}),
+    "more_flags": frozenset({"count"}),
+    "guidance_link": frozenset(),
+}
 
 
 class ContentError(ValueError):
@@ -93,6 +138,9 @@ class Evidence:
     citation: str
     url: str | None
     finding: str
+    short: str | None  # how a card names it in its one evidence line
+    # The contraindications or red flags (by key) it is the card's evidence line for.
+    applies_to: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,6 +157,25 @@ class OverrideReason:
 
 
 @dataclass(frozen=True)
+class FlagContent:
+    """How the red-flag card speaks of one red flag."""
+
+    summary: str  # the card's summary when this is the most serious flag
+    known_summary: str | None  # ... when it is an established diagnosis (flags that can be)
+    next_step: str  # what to do, on the flag's line of the detail
+    known_next_step: str | None
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """The topic's page (`GET /guidance/{topic}`): fuller advice and a patient handout."""
+
+    clinician: str
+    patient_title: str
+    patient: str
+
+
+@dataclass(frozen=True)
 class TopicContent:
     topic: Topic
     title: str
@@ -121,11 +188,17 @@ class TopicContent:
     evidence: tuple[Evidence, ...]
     suggestions: Mapping[str, SuggestionContent]
     override_reasons: tuple[OverrideReason, ...]
+    notes: Mapping[Note, str]
+    guidance: Guidance
+    flags: Mapping[RedFlag, FlagContent]
+    # How one red flag's line of the detail reads: (new flag, known diagnosis).
+    flag_lines: tuple[str, str] | None
 
 
 @dataclass(frozen=True)
 class OrderableContent:
     display: str
+    short: str
     instructions: str
     patient_instruction: str | None
 
@@ -137,8 +210,10 @@ class CardContent:
     facts_heading: str
     evidence_heading: str
     fact_templates: Mapping[FactKind, str]
+    undated_fact_templates: Mapping[FactKind, str]
     red_flag_names: Mapping[RedFlag, str]
     contraindication_names: Mapping[Contraindication, str]
+    contraindication_risks: Mapping[Contraindication, str]
     words: Mapping[str, str]
     orderables: Mapping[Orderable, OrderableContent]
     topics: Mapping[Topic, TopicContent]
@@ -157,11 +232,28 @@ def _check_placeholders(template: str, allowed: frozenset[str], where: str) -> N
         raise ContentError(f"{where}: unknown placeholder(s) {sorted(unknown)}")
 
 
+def written_length(template: str) -> int:
+    """Characters a template writes itself, placeholders left out."""
+    return sum(len(literal) for literal, _, _, _ in string.Formatter().parse(template))
+
+
+def _within(template: str, limit: int, where: str) -> None:
+    if written_length(template) > limit:
+        raise ContentError(
+            f"{where} is {written_length(template)} characters long (without placeholders); "
+            f"the budget is {limit}"
+        )
+
+
 def _text(doc: Mapping[str, Any], key: str, where: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ContentError(f"{where}: '{key}' must be non-empty text")
     return value.strip()
+
+
+def _optional_text(doc: Mapping[str, Any], key: str, where: str) -> str | None:
+    return _text(doc, key, where) if key in doc else None
 
 
 def _table(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -192,29 +284,43 @@ def _load_toml(root: Any, name: str) -> dict[str, Any]:
         raise ContentError(f"{name}: not valid TOML ({error})") from None
 
 
-def _common(doc: Mapping[str, Any]) -> dict[str, Any]:
-    where = "_common.toml"
-    facts = _table(doc, "facts", where)
+def _fact_templates(
+    facts: Mapping[str, Any], where: str
+) -> tuple[dict[FactKind, str], dict[FactKind, str]]:
     templates: dict[FactKind, str] = {}
+    undated: dict[FactKind, str] = {}
     for kind, fields in FACT_FIELDS.items():
         template = _text(facts, kind.value, f"{where} [facts]")
         _check_placeholders(template, fields, f"{where} [facts].{kind.value}")
         templates[kind] = template
+        if kind in DATED_FACTS:
+            key = f"{kind.value}_undated"
+            without = _text(facts, key, f"{where} [facts]")
+            _check_placeholders(without, fields - {DATED_FACTS[kind]}, f"{where} [facts].{key}")
+            undated[kind] = without
+    return templates, undated
+
+
+def _common(doc: Mapping[str, Any]) -> dict[str, Any]:
+    where = "_common.toml"
+    templates, undated = _fact_templates(_table(doc, "facts", where), where)
     red_flags = _table(doc, "red_flags", where)
     contraindications = _table(doc, "contraindications", where)
+    risks = _table(doc, "contraindication_risks", where)
     words = _table(doc, "words", where)
-    word_values = {key: _text(words, key, f"{where} [words]") for key in WORDS}
-    _check_placeholders(word_values["duration_days"], frozenset({"days"}), f"{where} [words]")
-    _check_placeholders(word_values["duration_weeks"], frozenset({"weeks"}), f"{where} [words]")
-    _check_placeholders(word_values["duration_months"], frozenset({"months"}), f"{where} [words]")
-    _check_placeholders(word_values["duration_one_day"], frozenset(), f"{where} [words]")
+    word_values = {}
+    for key, fields in WORDS.items():
+        word_values[key] = _text(words, key, f"{where} [words]")
+        _check_placeholders(word_values[key], fields, f"{where} [words].{key}")
     orderables_doc = _table(doc, "orderables", where)
     orderables: dict[Orderable, OrderableContent] = {}
     for orderable in Orderable:
+        at = f"{where} [orderables.{orderable.value}]"
         spec = _table(orderables_doc, orderable.value, f"{where} [orderables]")
         orderables[orderable] = OrderableContent(
-            display=_text(spec, "display", f"{where} [orderables.{orderable.value}]"),
-            instructions=_text(spec, "instructions", f"{where} [orderables.{orderable.value}]"),
+            display=_text(spec, "display", at),
+            short=_text(spec, "short", at),
+            instructions=_text(spec, "instructions", at),
             patient_instruction=spec.get("patient_instruction") or None,
         )
     source = _table(doc, "source", where)
@@ -227,14 +333,124 @@ def _common(doc: Mapping[str, Any]) -> dict[str, Any]:
         "facts_heading": _text(headings, "facts", f"{where} [headings]"),
         "evidence_heading": _text(headings, "evidence", f"{where} [headings]"),
         "fact_templates": templates,
+        "undated_fact_templates": undated,
         "red_flag_names": {f: _text(red_flags, f.value, f"{where} [red_flags]") for f in RedFlag},
         "contraindication_names": {
             c: _text(contraindications, c.value, f"{where} [contraindications]")
             for c in Contraindication
         },
+        "contraindication_risks": {
+            c: _text(risks, c.value, f"{where} [contraindication_risks]") for c in Contraindication
+        },
         "words": word_values,
         "orderables": orderables,
     }
+
+
+def _summaries(doc: Mapping[str, Any], allowed: frozenset[str], where: str) -> tuple[str, str]:
+    summary = _text(doc, "summary", where)
+    _check_placeholders(summary, allowed - {"facts", "evidence", "notes"}, f"{where} summary")
+    _within(summary, SUMMARY_TARGET, f"{where} summary")
+    fallback = _text(doc, "summary_fallback", where)
+    # Used when the summary runs past the target, so only short values may fill it.
+    _check_placeholders(fallback, allowed & FALLBACK_PLACEHOLDERS, f"{where} summary_fallback")
+    room = 20 if _placeholders(fallback, where) else 0
+    _within(fallback, SUMMARY_TARGET - room, f"{where} summary_fallback")
+    return summary, fallback
+
+
+_EVIDENCE_KEYS = frozenset({c.value for c in Contraindication} | {f.value for f in RedFlag})
+
+
+def _evidence(doc: Mapping[str, Any], where: str) -> tuple[Evidence, ...]:
+    evidence_docs = doc.get("evidence")
+    if not isinstance(evidence_docs, list) or not evidence_docs:
+        raise ContentError(f"{where}: at least one [[evidence]] entry is required")
+    evidence = []
+    for entry in evidence_docs:
+        at = f"{where} [[evidence]]"
+        applies_to = entry.get("applies_to") or []
+        if not isinstance(applies_to, list) or not set(applies_to) <= _EVIDENCE_KEYS:
+            raise ContentError(f"{at}: 'applies_to' must list contraindication or red-flag keys")
+        item = Evidence(
+            citation=_text(entry, "citation", at),
+            url=entry.get("url") or None,
+            finding=_text(entry, "finding", at),
+            short=_optional_text(entry, "short", at),
+            applies_to=frozenset(applies_to),
+        )
+        # The first entry, and any entry chosen for a finding, is a card's evidence line.
+        if (not evidence or item.applies_to) and (item.short is None or item.url is None):
+            raise ContentError(f"{at}: an entry a card cites needs 'short' and 'url'")
+        evidence.append(item)
+    return tuple(evidence)
+
+
+def _notes(doc: Mapping[str, Any], topic: Topic, allowed: frozenset[str], where: str) -> dict:
+    notes_doc = doc.get("notes") or {}
+    expected = {note.value for note in TOPIC_NOTES.get(topic, frozenset())}
+    if set(notes_doc) != expected:
+        raise ContentError(f"{where}: [notes] must be exactly {sorted(expected)}")
+    notes: dict[Note, str] = {}
+    for key in sorted(expected):
+        text = _text(notes_doc, key, f"{where} [notes]")
+        _check_placeholders(text, allowed - ALWAYS_PLACEHOLDERS, f"{where} [notes].{key}")
+        _within(text, NOTE_LIMIT, f"{where} [notes].{key}")
+        notes[Note(key)] = text
+    return notes
+
+
+def _flags(doc: Mapping[str, Any], topic: Topic, where: str) -> dict[RedFlag, FlagContent]:
+    if topic is not Topic.RED_FLAGS_PRESENT:
+        if "flags" in doc:
+            raise ContentError(f"{where}: only red-flags-present has [flags]")
+        return {}
+    flags_doc = _table(doc, "flags", where)
+    flags: dict[RedFlag, FlagContent] = {}
+    for flag in RedFlag:
+        at = f"{where} [flags.{flag.value}]"
+        spec = _table(flags_doc, flag.value, f"{where} [flags]")
+        content = FlagContent(
+            summary=_text(spec, "summary", at),
+            known_summary=_optional_text(spec, "known_summary", at),
+            next_step=_text(spec, "next_step", at),
+            known_next_step=_optional_text(spec, "known_next_step", at),
+        )
+        for text in (content.summary, content.known_summary):
+            if text is not None:
+                _check_placeholders(text, frozenset(), at)
+                _within(text, SUMMARY_TARGET - 12, f"{at} summary")  # room for "(+2 more)"
+        for text in (content.next_step, content.known_next_step):
+            if text is not None:
+                _check_placeholders(text, frozenset(), at)
+                _within(text, FLAG_LINE_LIMIT, f"{at} next_step")
+        flags[flag] = content
+    extra = set(flags_doc) - {f.value for f in RedFlag}
+    if extra:
+        raise ContentError(f"{where}: [flags] names unknown red flags {sorted(extra)}")
+    return flags
+
+
+FLAG_LINE_FIELDS = frozenset({"name", "facts", "next_step"})
+
+
+def _flag_lines(doc: Mapping[str, Any], topic: Topic, where: str) -> tuple[str, str] | None:
+    if topic is not Topic.RED_FLAGS_PRESENT:
+        return None
+    lines = _table(doc, "flag_lines", where)
+    new, known = (_text(lines, key, f"{where} [flag_lines]") for key in ("new", "known"))
+    for key, text in (("new", new), ("known", known)):
+        _check_placeholders(text, FLAG_LINE_FIELDS, f"{where} [flag_lines].{key}")
+    return new, known
+
+
+def _guidance(doc: Mapping[str, Any], where: str) -> Guidance:
+    guidance = _table(doc, "guidance", where)
+    return Guidance(
+        clinician=_text(guidance, "clinician", f"{where} [guidance]"),
+        patient_title=_text(guidance, "patient_title", f"{where} [guidance]"),
+        patient=_text(guidance, "patient", f"{where} [guidance]"),
+    )
 
 
 def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> TopicContent:
@@ -246,28 +462,13 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
         indicator = Indicator(_text(doc, "indicator", where))
     except ValueError:
         raise ContentError(f"{where}: 'indicator' must be info, warning or critical") from None
-    summary = _text(doc, "summary", where)
-    _check_placeholders(summary, allowed - {"facts", "evidence"}, f"{where} summary")
-    fallback = _text(doc, "summary_fallback", where)
-    _check_placeholders(fallback, frozenset(), f"{where} summary_fallback")
-    if len(fallback) > SUMMARY_LIMIT:
-        raise ContentError(f"{where}: summary_fallback is longer than {SUMMARY_LIMIT} characters")
+    summary, fallback = _summaries(doc, allowed, where)
     detail = _text(doc, "detail", where)
     _check_placeholders(detail, allowed, f"{where} detail")
     missing = {"facts", "evidence"} - _placeholders(detail, where)
     if missing:
         raise ContentError(f"{where}: detail must contain {sorted(missing)}")
-    evidence_docs = doc.get("evidence")
-    if not isinstance(evidence_docs, list) or not evidence_docs:
-        raise ContentError(f"{where}: at least one [[evidence]] entry is required")
-    evidence = tuple(
-        Evidence(
-            citation=_text(e, "citation", f"{where} [[evidence]]"),
-            url=e.get("url") or None,
-            finding=_text(e, "finding", f"{where} [[evidence]]"),
-        )
-        for e in evidence_docs
-    )
+    _within(detail, DETAIL_TEMPLATE_LIMIT, f"{where} detail")
     suggestion_docs = doc.get("suggestions") or {}
     expected = TOPIC_SUGGESTIONS[topic]
     if set(suggestion_docs) != expected:
@@ -276,12 +477,12 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
     for key, spec in suggestion_docs.items():
         at = f"{where} [suggestions.{key}]"
         label = _text(spec, "label", at)
-        _check_placeholders(label, allowed - {"facts", "evidence"}, at)
+        _check_placeholders(label, allowed - ALWAYS_PLACEHOLDERS, at)
         delete = _text(spec, "delete", at) if key in DELETING_KEYS else None
         create = _text(spec, "create", at) if key in CREATING_KEYS else None
         for text in (delete, create):
             if text:
-                _check_placeholders(text, allowed - {"facts", "evidence"}, at)
+                _check_placeholders(text, allowed - ALWAYS_PLACEHOLDERS, at)
         suggestions[key] = SuggestionContent(label=label, delete=delete, create=create)
     reasons = tuple(
         OverrideReason(
@@ -304,9 +505,13 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
         detail=detail,
         source_label=source.get("label") or common["source_label"],
         source_url=source.get("url") or common["source_url"],
-        evidence=evidence,
+        evidence=_evidence(doc, where),
         suggestions=suggestions,
         override_reasons=reasons,
+        notes=_notes(doc, topic, allowed, where),
+        guidance=_guidance(doc, where),
+        flags=_flags(doc, topic, where),
+        flag_lines=_flag_lines(doc, topic, where),
     )
 
 
@@ -322,8 +527,10 @@ def load_card_content(override: str | Path | None = None) -> CardContent:
         facts_heading=common["facts_heading"],
         evidence_heading=common["evidence_heading"],
         fact_templates=common["fact_templates"],
+        undated_fact_templates=common["undated_fact_templates"],
         red_flag_names=common["red_flag_names"],
         contraindication_names=common["contraindication_names"],
+        contraindication_risks=common["contraindication_risks"],
         words=common["words"],
         orderables=common["orderables"],
         topics=topics,

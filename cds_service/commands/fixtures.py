@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cds_service.config import Settings
 from cds_service.tooling.library import FixtureError, discover
 from cds_service.tooling.loader import FhirLoader, LoadError, load_all, table
 from cds_service.tooling.progress import Progress
 from cds_service.tooling.remote import UsageError, base_url, parse_headers
+from cds_service.tooling.replay import InProcessTarget
+from cds_service.tooling.review import review_sheet
 
 DEFAULT_PATH = Path("fhir_fixtures")
 
@@ -67,6 +72,18 @@ def register(subparsers: Any) -> None:
     )
     load.add_argument("--no-progress", action="store_true", help="no progress counter on stderr")
     load.set_defaults(handler=run_load)
+
+    review = actions.add_parser(
+        "review",
+        help="write a review sheet of every scenario's cards (markdown)",
+        description="Run each scenario through the service in this process (a throwaway "
+        "decision store) and write every card as a clinician sees it: indicator, summary, "
+        "detail, suggestions, links, override reasons, with the length budget checked. Exit "
+        "status 1 when a card is past the hard limits (summary 139, detail 700 characters).",
+    )
+    review.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    review.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    review.set_defaults(handler=run_review)
 
     listing = actions.add_parser("list", help="list the scenarios and their patient ids")
     listing.add_argument("paths", nargs="*", type=Path, metavar="PATH")
@@ -136,3 +153,27 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3])
     return 0
+
+
+def run_review(args: argparse.Namespace) -> int:
+    try:
+        fixtures = _fixtures(args.paths)
+    except FixtureError as error:
+        print(f"cds-service fixtures review: {error}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="cds-review-") as folder:
+        # Reviewing must never write fixture cards into the real decision store.
+        settings = replace(Settings.from_env(), database_url=f"sqlite:///{folder}/review.db")
+        target = InProcessTarget(settings)
+        try:
+            sheet, over = review_sheet(fixtures, target)
+        finally:
+            target.close()
+    if args.out:
+        args.out.write_text(sheet, encoding="utf-8")
+        print(f"wrote {args.out} ({len(fixtures)} scenarios)", file=sys.stderr)
+    else:
+        sys.stdout.write(sheet)
+    for problem in over:
+        print(f"over budget: {problem}", file=sys.stderr)
+    return 1 if over else 0

@@ -5,12 +5,23 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cds_service import metrics
+from cds_service.card_builder.builder import CardOptions
 from cds_service.http.collector import pause_for_this_request, resume_when_sent
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
 from cds_service.store.decision_log import DecisionLog, IssuedCards
 
 blueprint = Blueprint("services", __name__)
+
+
+def _card_options() -> CardOptions:
+    """The calling client's suggestion profile (its own, else the service-wide one) and where
+    the guidance pages its cards link to are served."""
+    public_url = current_app.extensions["cds_public_url"] or request.host_url.rstrip("/")
+    return CardOptions(
+        profile=g.get("client_profile") or current_app.extensions["cds_client_profile"],
+        guidance_base_url=public_url,
+    )
 
 
 @blueprint.post("/cds-services/<service_id>")
@@ -22,10 +33,9 @@ def call_service(service_id: str) -> Response:
     document = parse_json_object(request.get_data(cache=False))
     if isinstance(document.get("hookInstance"), str):
         g.hook_instance = document["hookInstance"]
-    # The calling client's own profile, else the service-wide one.
-    profile = g.get("client_profile") or current_app.extensions["cds_client_profile"]
-    g.profile = profile.value
-    outcome = runtime.handler.handle(service_id, document, profile)
+    options = _card_options()
+    g.profile = options.profile.value
+    outcome = runtime.handler.handle(service_id, document, options)
     if outcome.cards:
         decision_log: DecisionLog = current_app.extensions["cds_decision_log"]
         decision_log.record(

@@ -56,11 +56,13 @@ def prefetch_templates(terminology: Terminology) -> dict[str, str]:
     }
 
 
-_COMMON = (
+_ORDER_CHECKS = (
     "for adults with mid-back (thoracic) or low back musculoskeletal pain, following the ACP "
     "and ACP/AAFP guidelines and the CDC 2022 opioid guideline: avoid opioids (tramadol "
-    "included), no spine imaging without red flags, topical NSAID first, supervised exercise "
-    "therapy, and escalation for red flags and chronic pain."
+    "included), no spine imaging without red flags, topical NSAID first, acetaminophen when "
+    "NSAIDs are unsafe, no antidepressants, glucosamine or spinal injections for axial pain, "
+    "red flags named with their first test, and supervised exercise therapy and chronic-pain "
+    "care when the order concerns back pain."
 )
 
 
@@ -71,22 +73,24 @@ def build_catalog(terminology: Terminology) -> tuple[ServiceDefinition, ...]:
             id="back-pain-order-sign",
             hook="order-sign",
             title="Back pain: guideline check at order signing",
-            description="Reviews every draft order at signing " + _COMMON,
+            description="Reviews every draft order at signing " + _ORDER_CHECKS,
             prefetch=templates,
         ),
         ServiceDefinition(
             id="back-pain-order-select",
             hook="order-select",
             title="Back pain: guideline check while selecting orders",
-            description="Reviews the orders just selected " + _COMMON,
+            description="Reviews the orders just selected " + _ORDER_CHECKS,
             prefetch=templates,
         ),
         ServiceDefinition(
             id="back-pain-patient-view",
             hook="patient-view",
             title="Back pain: red flags, exercise and chronic-pain care",
-            description="When a back-pain patient's chart opens, flags red flags and suggests "
-            "exercise therapy and chronic-pain assessment " + _COMMON,
+            description="When the chart of an adult with mid-back or low back pain opens: red "
+            "flags with the first test each calls for (ACP/APS), then, when none is present, "
+            "supervised exercise therapy and, from 4 weeks of pain, psychosocial assessment with "
+            "a multidisciplinary referral from 12 weeks. It does not review orders.",
             prefetch=templates,
         ),
     )

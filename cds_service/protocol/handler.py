@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from cds_service.card_builder.builder import CardBuilder, CardContext
-from cds_service.card_builder.profiles import DEFAULT_PROFILE, ClientProfile
+from cds_service.card_builder.builder import (
+    DEFAULT_OPTIONS,
+    CardBuilder,
+    CardContext,
+    CardOptions,
+)
 from cds_service.fhir.access import PatientDataGatherer
 from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
@@ -59,7 +63,7 @@ def record_input(
 
 
 def card_context(
-    request: HookRequest, evaluation: Evaluation, profile: ClientProfile = DEFAULT_PROFILE
+    request: HookRequest, evaluation: Evaluation, options: CardOptions = DEFAULT_OPTIONS
 ) -> CardContext:
     """What the cards need to address their suggestions to this call's patient, orders and
     client."""
@@ -69,7 +73,7 @@ def card_context(
         user_id=request.user_id,
         condition_refs=evaluation.condition_refs,
         pain_duration_days=evaluation.pain_duration_days,
-        profile=profile,
+        options=options,
     )
 
 
@@ -117,7 +121,7 @@ class HookHandler:
         self,
         service_id: str,
         document: dict[str, Any],
-        profile: ClientProfile = DEFAULT_PROFILE,
+        options: CardOptions = DEFAULT_OPTIONS,
     ) -> HookOutcome:
         service = self.service(service_id)
         request = parse_hook_request(document, service)
@@ -150,7 +154,7 @@ class HookHandler:
         )
         evaluation = evaluate(record)
         cards = self._card_builder.cards(
-            evaluation.findings, card_context(request, evaluation, profile)
+            evaluation.findings, card_context(request, evaluation, options)
         )
         if missing:
             _log_missing(missing, skipped=[topic.value for topic in evaluation.skipped])

@@ -4,11 +4,12 @@ exclusions and NSAID contraindications. Pure functions over the record.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 
-from cds_service.record.model import ConditionEntry, OrderEntry, PatientRecord
+from cds_service.record.model import CodeFact, ConditionEntry, OrderEntry, PatientRecord
 from cds_service.rules.findings import (
     CRITICAL_RED_FLAGS,
     Contraindication,
@@ -33,6 +34,8 @@ WEIGHT_LOSS_LOOKBACK_DAYS = 365
 TOPICAL_NSAID_LOOKBACK_DAYS = 90
 PHYSICAL_THERAPY_LOOKBACK_DAYS = 90
 HOSPICE_LOOKBACK_DAYS = 365
+# A diagnosis recorded longer ago than this is known and being managed, not a new emergency.
+NEW_DIAGNOSIS_DAYS = 28
 CHRONIC_PAIN_DAYS = 28  # 4 weeks: psychosocial assessment
 REFERRAL_PAIN_DAYS = 84  # 12 weeks: multidisciplinary referral
 ADULT_AGE = 18
@@ -60,19 +63,45 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
 
+# SNOMED CT's semantic tag ("(disorder)", "(finding)") says nothing to a clinician on a card.
+_SEMANTIC_TAG = re.compile(
+    r"\s*\((?:disorder|finding|procedure|situation|morphologic abnormality)\)$"
+)
+
+
+def code_words(code: CodeFact | None, fallback: str) -> str:
+    """A code as a clinician reads it: its display, then the code itself."""
+    if code is None:
+        return fallback
+    display = _SEMANTIC_TAG.sub("", code.display)
+    if display:
+        return f"{display} ({code.code})" if code.code else display
+    return f"{code.system_label} {code.code}".strip() or fallback
+
+
 def _code_of(condition: ConditionEntry) -> str:
-    first = condition.first_code()
-    return str(first) if first else condition.label
+    return code_words(condition.first_code(), condition.label)
 
 
 @dataclass(frozen=True)
 class RedFlagFinding:
     flag: RedFlag
-    fact: Fact
+    facts: tuple[Fact, ...]
+    # An established diagnosis (recorded weeks ago), named as known rather than suspected.
+    known: bool = False
+
+    @property
+    def is_critical(self) -> bool:
+        return self.flag in CRITICAL_RED_FLAGS and not self.known
 
 
 def _red_flag(flag: RedFlag, kind: FactKind, **values: str | None) -> RedFlagFinding:
-    return RedFlagFinding(flag, Fact.of(kind, flag=flag.value, **values))
+    return RedFlagFinding(flag, (Fact.of(kind, flag=flag.value, **values),))
+
+
+# Fever with one of these is a suspected spinal infection: an emergency.
+_INFECTION_RISKS = (RedFlag.IV_DRUG_USE, RedFlag.IMMUNOSUPPRESSION)
+_FLAG_ORDER = {flag: rank for rank, flag in enumerate(RedFlag)}
 
 
 @dataclass(frozen=True)
@@ -130,7 +159,7 @@ class Assessment:
             facts = [
                 Fact.of(
                     FactKind.BACK_PAIN_REASON,
-                    code=str(o.reason_codes[0]) if o.reason_codes else None,
+                    code=code_words(o.reason_codes[0] if o.reason_codes else None, "back pain"),
                     order=o.label,
                 )
                 for o in self.back_pain_orders
@@ -161,9 +190,14 @@ class Assessment:
         return since is not None and since <= days
 
     def _condition_flags(
-        self, flag: RedFlag, concept: Concept, window_days: int | None, active_only: bool
+        self,
+        flag: RedFlag,
+        concept: Concept,
+        window_days: int | None,
+        active_only: bool,
+        *,
+        can_be_known: bool = False,
     ) -> list[RedFlagFinding]:
-        found = []
         for condition in self.record.conditions_with(concept):
             if active_only and not condition.is_active:
                 continue
@@ -172,15 +206,33 @@ class Assessment:
                     continue
             elif window_days is not None and not condition.is_active:
                 continue  # undated and no longer active: too weak to call a recent red flag
-            found.append(
+            found = _red_flag(
+                flag,
+                FactKind.RED_FLAG_CONDITION,
+                code=_code_of(condition),
+                date=_iso(condition.start),
+            )
+            if can_be_known and not self._within(condition.start, NEW_DIAGNOSIS_DAYS):
+                found = RedFlagFinding(flag, found.facts, known=condition.start is not None)
+            return [found]
+        return []
+
+    def _cancer(self) -> list[RedFlagFinding]:
+        """Active cancer (an active malignant diagnosis), else a history of cancer."""
+        active = self.record.active_conditions_with(Concept.ACTIVE_CANCER)
+        if active:
+            condition = active[0]
+            return [
                 _red_flag(
-                    flag,
+                    RedFlag.ACTIVE_CANCER,
                     FactKind.RED_FLAG_CONDITION,
                     code=_code_of(condition),
                     date=_iso(condition.start),
                 )
-            )
-        return found[:1]
+            ]
+        return self._condition_flags(
+            RedFlag.CANCER_HISTORY, Concept.RED_FLAG_CANCER_HISTORY, None, False
+        )
 
     def _fever_observations(self) -> list[RedFlagFinding]:
         febrile = [
@@ -207,7 +259,7 @@ class Assessment:
     def _transplant_procedures(self) -> list[RedFlagFinding]:
         for procedure in self.record.procedures:
             if Concept.TRANSPLANT_PROCEDURE in procedure.concepts:
-                code = str(procedure.codes[0]) if procedure.codes else procedure.label
+                code = code_words(procedure.codes[0] if procedure.codes else None, procedure.label)
                 return [
                     _red_flag(
                         RedFlag.IMMUNOSUPPRESSION,
@@ -309,13 +361,22 @@ class Assessment:
 
     @cached_property
     def red_flags(self) -> tuple[RedFlagFinding, ...]:
+        """Every red flag found, most serious first."""
         recent = RECENT_NEURO_OR_INFECTION_DAYS
         found: list[RedFlagFinding] = [
             *self._condition_flags(
-                RedFlag.NEUROLOGIC_DEFICIT, Concept.RED_FLAG_NEUROLOGIC_DEFICIT, recent, True
+                RedFlag.NEUROLOGIC_DEFICIT,
+                Concept.RED_FLAG_NEUROLOGIC_DEFICIT,
+                recent,
+                True,
+                can_be_known=True,
             ),
             *self._condition_flags(
-                RedFlag.SPINAL_INFECTION, Concept.RED_FLAG_SPINAL_INFECTION, recent, True
+                RedFlag.SPINAL_INFECTION,
+                Concept.RED_FLAG_SPINAL_INFECTION,
+                recent,
+                True,
+                can_be_known=True,
             ),
             *(
                 self._fever_observations()
@@ -331,9 +392,7 @@ class Assessment:
                 or self._transplant_procedures()
             ),
             *self._long_term_steroids(),
-            *self._condition_flags(
-                RedFlag.CANCER_HISTORY, Concept.RED_FLAG_CANCER_HISTORY, None, False
-            ),
+            *self._cancer(),
             *(
                 self._condition_flags(
                     RedFlag.WEIGHT_LOSS,
@@ -349,11 +408,15 @@ class Assessment:
             ),
             *self._condition_flags(RedFlag.OSTEOPOROSIS, Concept.RED_FLAG_OSTEOPOROSIS, None, True),
         ]
-        return tuple(found)
+        return tuple(sorted(_suspect_infection(found), key=lambda f: _FLAG_ORDER[f.flag]))
 
     @property
     def has_critical_red_flag(self) -> bool:
-        return any(f.flag in CRITICAL_RED_FLAGS for f in self.red_flags)
+        return any(f.is_critical for f in self.red_flags)
+
+    @cached_property
+    def has_active_cancer(self) -> bool:
+        return bool(self.record.active_conditions_with(Concept.ACTIVE_CANCER))
 
     # --- exclusions from opioid advice -------------------------------------------------------
 
@@ -361,7 +424,7 @@ class Assessment:
     def opioid_advice_excluded(self) -> bool:
         """Active cancer, end-of-life or hospice care, or sickle cell disease."""
         record = self.record
-        if record.active_conditions_with(Concept.ACTIVE_CANCER):
+        if self.has_active_cancer:
             return True
         if record.conditions_with(Concept.SICKLE_CELL_DISEASE):
             return True
@@ -467,3 +530,24 @@ class Assessment:
 
     def has_active(self, *concepts: Concept) -> bool:
         return any(self.record.active_conditions_with(concept) for concept in concepts)
+
+
+def _suspect_infection(flags: list[RedFlagFinding]) -> list[RedFlagFinding]:
+    """Fever with IV drug use or immunosuppression is one finding, a suspected spinal
+    infection, carrying the facts of both."""
+    by_flag = {f.flag: f for f in flags}
+    fever = by_flag.get(RedFlag.FEVER)
+    risks = [by_flag[risk] for risk in _INFECTION_RISKS if risk in by_flag]
+    if fever is None or not risks:
+        return flags
+    suspected = RedFlag.SUSPECTED_SPINAL_INFECTION
+    combined = RedFlagFinding(
+        suspected,
+        tuple(
+            Fact.of(fact.kind, **{**fact.values, "flag": suspected.value})
+            for finding in (fever, *risks)
+            for fact in finding.facts
+        ),
+    )
+    merged = {RedFlag.FEVER, *(risk.flag for risk in risks)}
+    return [combined, *(f for f in flags if f.flag not in merged)]

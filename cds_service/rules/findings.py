@@ -58,25 +58,71 @@ class FactKind(StrEnum):
     NO_ANTIDEPRESSANT_INDICATION = "no_antidepressant_indication"
     NO_RADICULOPATHY = "no_radiculopathy"
     NO_PHYSICAL_THERAPY = "no_physical_therapy"
-    PAIN_DURATION = "pain_duration"  # onset, duration_days
 
 
 class RedFlag(StrEnum):
+    """Red flags, most serious first: a card leads with the first one found."""
+
     NEUROLOGIC_DEFICIT = "neurologic-deficit"
+    SPINAL_INFECTION = "spinal-infection"
+    # Fever together with a risk factor for infection (IV drug use, immunosuppression).
+    SUSPECTED_SPINAL_INFECTION = "suspected-spinal-infection"
+    ACTIVE_CANCER = "active-cancer"
+    CANCER_HISTORY = "cancer-history"
+    SPINAL_TRAUMA = "spinal-trauma"
     FEVER = "fever"
     IV_DRUG_USE = "iv-drug-use"
     IMMUNOSUPPRESSION = "immunosuppression"
-    LONG_TERM_STEROIDS = "long-term-steroids"
-    SPINAL_INFECTION = "spinal-infection"
-    CANCER_HISTORY = "cancer-history"
     WEIGHT_LOSS = "weight-loss"
     AGE_OVER_50_NEW_PAIN = "age-over-50-new-pain"
-    SPINAL_TRAUMA = "spinal-trauma"
+    LONG_TERM_STEROIDS = "long-term-steroids"
     OSTEOPOROSIS = "osteoporosis"
 
 
-# Red flags that call for emergency evaluation; the card is then critical.
-CRITICAL_RED_FLAGS = frozenset({RedFlag.NEUROLOGIC_DEFICIT, RedFlag.SPINAL_INFECTION})
+# Red flags that call for emergency (same-day) evaluation while they are new; the card is then
+# critical. The same diagnosis recorded weeks ago is known and being managed, not an emergency.
+CRITICAL_RED_FLAGS = frozenset(
+    {RedFlag.NEUROLOGIC_DEFICIT, RedFlag.SPINAL_INFECTION, RedFlag.SUSPECTED_SPINAL_INFECTION}
+)
+
+
+class FirstTest(StrEnum):
+    """The first test a guideline recommends for a red flag (ACP/APS, Chou et al. 2007;
+    ACP high-value care, Chou et al. 2011); named on the card by its content words."""
+
+    MRI = "mri"  # cauda equina, severe or progressive deficit, infection, cancer
+    MARKERS_THEN_MRI = "markers-then-mri"  # a risk factor for infection alone: ESR/CRP first
+    XRAY_AND_MARKERS = "xray-and-markers"  # other risk factors for cancer: X-ray with ESR/CRP
+    XRAY = "xray"  # suspected compression or traumatic fracture
+
+
+FIRST_TEST: Mapping[RedFlag, FirstTest] = MappingProxyType(
+    {
+        RedFlag.NEUROLOGIC_DEFICIT: FirstTest.MRI,
+        RedFlag.SPINAL_INFECTION: FirstTest.MRI,
+        RedFlag.SUSPECTED_SPINAL_INFECTION: FirstTest.MRI,
+        RedFlag.ACTIVE_CANCER: FirstTest.MRI,
+        RedFlag.CANCER_HISTORY: FirstTest.MRI,
+        RedFlag.SPINAL_TRAUMA: FirstTest.XRAY,
+        RedFlag.FEVER: FirstTest.MARKERS_THEN_MRI,
+        RedFlag.IV_DRUG_USE: FirstTest.MARKERS_THEN_MRI,
+        RedFlag.IMMUNOSUPPRESSION: FirstTest.MARKERS_THEN_MRI,
+        RedFlag.WEIGHT_LOSS: FirstTest.XRAY_AND_MARKERS,
+        RedFlag.AGE_OVER_50_NEW_PAIN: FirstTest.XRAY_AND_MARKERS,
+        RedFlag.LONG_TERM_STEROIDS: FirstTest.XRAY,
+        RedFlag.OSTEOPOROSIS: FirstTest.XRAY,
+    }
+)
+
+
+class Note(StrEnum):
+    """A sentence a card adds when it applies; its words are the topic's `[notes]` content."""
+
+    NSAIDS_CONTRAINDICATED = "nsaids-contraindicated"  # why the alternative is acetaminophen
+    EXTENDED_RELEASE = "extended-release"  # the opioid drafted is extended-release / long-acting
+    ADVANCED_IMAGING_TOO_SOON = "advanced-imaging-too-soon"  # CT/MRI where X-ray comes first
+    XRAY_NOT_ENOUGH = "xray-not-enough"  # X-ray drafted where MRI is the test
+    REFERRAL_DUE = "referral-due"  # pain long enough for a multidisciplinary referral
 
 
 class Contraindication(StrEnum):
@@ -130,6 +176,8 @@ class Finding:
     order: OrderRef | None = None
     suggestions: tuple[SuggestionIntent, ...] = ()
     indicator: Indicator | None = None  # None: the topic's default from its card content
-    red_flags: tuple[RedFlag, ...] = ()
+    red_flags: tuple[RedFlag, ...] = ()  # most serious first
+    known_red_flags: frozenset[RedFlag] = frozenset()  # established diagnoses, not suspicions
     contraindications: tuple[Contraindication, ...] = ()
     alternative: Orderable | None = None
+    notes: tuple[Note, ...] = ()

@@ -15,14 +15,19 @@ from cds_service.rules.assessment import (
     REFERRAL_PAIN_DAYS,
     TOPICAL_NSAID_LOOKBACK_DAYS,
     Assessment,
+    RedFlagFinding,
 )
 from cds_service.rules.findings import (
+    FIRST_TEST,
     Fact,
     FactKind,
     Finding,
+    FirstTest,
     Indicator,
+    Note,
     Orderable,
     OrderRef,
+    RedFlag,
     SuggestionIntent,
     Topic,
 )
@@ -36,9 +41,8 @@ def _ref(order: OrderEntry) -> OrderRef:
 
 
 def _order_fact(order: OrderEntry) -> Fact:
-    return Fact.of(
-        FactKind.DRAFT_ORDER, order=order.label, code=str(order.codes[0]) if order.codes else None
-    )
+    """A draft named only among the facts: a card about the draft names it in its action."""
+    return Fact.of(FactKind.DRAFT_ORDER, order=order.label)
 
 
 def _drafts(
@@ -67,6 +71,10 @@ def _present(*suggestions: SuggestionIntent | None) -> tuple[SuggestionIntent, .
     return tuple(s for s in suggestions if s is not None)
 
 
+def _present_notes(*notes: tuple[Note, bool]) -> tuple[Note, ...]:
+    return tuple(note for note, applies in notes if applies)
+
+
 def opioid_avoidance(a: Assessment) -> list[Finding]:
     if a.opioid_advice_excluded:
         return []
@@ -75,11 +83,15 @@ def opioid_avoidance(a: Assessment) -> list[Finding]:
     return [
         Finding(
             topic=Topic.OPIOID_AVOIDANCE,
-            facts=(*a.back_pain_facts, _order_fact(order), *(c.fact for c in contraindications)),
+            facts=(*a.back_pain_facts, *(c.fact for c in contraindications)),
             order=_ref(order),
             suggestions=_present(_replacement(order, alternative), _removal(order)),
             alternative=alternative,
             contraindications=tuple(c.contraindication for c in contraindications),
+            notes=_present_notes(
+                (Note.EXTENDED_RELEASE, order.has(Concept.OPIOID_EXTENDED_RELEASE)),
+                (Note.NSAIDS_CONTRAINDICATED, bool(contraindications)),
+            ),
         )
         for order in _drafts(a, lambda o: o.is_medication and o.has(Concept.OPIOID))
     ]
@@ -91,7 +103,7 @@ def imaging_without_red_flags(a: Assessment) -> list[Finding]:
     return [
         Finding(
             topic=Topic.IMAGING_WITHOUT_RED_FLAGS,
-            facts=(*a.back_pain_facts, _order_fact(order), Fact.of(FactKind.NO_RED_FLAGS)),
+            facts=(*a.back_pain_facts, Fact.of(FactKind.NO_RED_FLAGS)),
             order=_ref(order),
             suggestions=_present(_removal(order, "cancel")),
         )
@@ -99,23 +111,39 @@ def imaging_without_red_flags(a: Assessment) -> list[Finding]:
     ]
 
 
+def _imaging_notes(imaging: OrderEntry, flags: tuple[RedFlagFinding, ...]) -> tuple[Note, ...]:
+    """Whether the drafted study is the first test the red flags call for."""
+    first_tests = {FIRST_TEST[f.flag] for f in flags}
+    advanced = imaging.has_any((Concept.SPINE_IMAGING_MRI, Concept.SPINE_IMAGING_CT))
+    if FirstTest.MRI in first_tests:
+        xray_only = imaging.has(Concept.SPINE_IMAGING_XRAY) and not advanced
+        return (Note.XRAY_NOT_ENOUGH,) if xray_only else ()
+    if FirstTest.MARKERS_THEN_MRI in first_tests:
+        return ()  # blood tests first; any study is the clinician's call on suspicion
+    # CT is a first test after significant trauma; otherwise plain X-ray comes first.
+    ct_for_trauma = imaging.has(Concept.SPINE_IMAGING_CT) and any(
+        f.flag is RedFlag.SPINAL_TRAUMA for f in flags
+    )
+    return (Note.ADVANCED_IMAGING_TOO_SOON,) if advanced and not ct_for_trauma else ()
+
+
 def red_flags_present(a: Assessment) -> list[Finding]:
     flags = a.red_flags
     if not flags or not a.invites_general_advice:
         return []
-    critical = a.has_critical_red_flag
     imaging = next(iter(_drafts(a, lambda o: o.has(Concept.SPINE_IMAGING))), None)
+    notes = _imaging_notes(imaging, flags) if imaging else ()
+    # A drafted study the notes do not discuss is still named, as one of the facts.
+    imaging_fact = (_order_fact(imaging),) if imaging and not notes else ()
     return [
         Finding(
             topic=Topic.RED_FLAGS_PRESENT,
-            facts=(
-                *a.back_pain_facts,
-                *((_order_fact(imaging),) if imaging else ()),
-                *(f.fact for f in flags),
-            ),
+            facts=(*a.back_pain_facts, *imaging_fact, *(fact for f in flags for fact in f.facts)),
             order=_ref(imaging) if imaging else None,
-            indicator=Indicator.CRITICAL if critical else Indicator.WARNING,
+            indicator=Indicator.CRITICAL if a.has_critical_red_flag else Indicator.WARNING,
             red_flags=tuple(f.flag for f in flags),
+            known_red_flags=frozenset(f.flag for f in flags if f.known),
+            notes=notes,
         )
     ]
 
@@ -128,7 +156,6 @@ def topical_nsaid_first(a: Assessment) -> list[Finding]:
             topic=Topic.TOPICAL_NSAID_FIRST,
             facts=(
                 *a.back_pain_facts,
-                _order_fact(order),
                 Fact.of(FactKind.NO_TOPICAL_NSAID, days=str(TOPICAL_NSAID_LOOKBACK_DAYS)),
             ),
             order=_ref(order),
@@ -146,7 +173,7 @@ def nsaid_contraindicated(a: Assessment) -> list[Finding]:
     return [
         Finding(
             topic=Topic.NSAID_CONTRAINDICATED,
-            facts=(*a.back_pain_facts, _order_fact(order), *(c.fact for c in contraindications)),
+            facts=(*a.back_pain_facts, *(c.fact for c in contraindications)),
             order=_ref(order),
             suggestions=(_replacement(order, Orderable.ACETAMINOPHEN),),
             alternative=Orderable.ACETAMINOPHEN,
@@ -166,7 +193,6 @@ def avoid_antidepressant(a: Assessment) -> list[Finding]:
             topic=Topic.AVOID_ANTIDEPRESSANT,
             facts=(
                 *a.back_pain_facts,
-                _order_fact(order),
                 Fact.of(FactKind.NO_ANTIDEPRESSANT_INDICATION),
             ),
             order=_ref(order),
@@ -182,7 +208,7 @@ def avoid_glucosamine(a: Assessment) -> list[Finding]:
     return [
         Finding(
             topic=Topic.AVOID_GLUCOSAMINE,
-            facts=(*a.back_pain_facts, _order_fact(order)),
+            facts=a.back_pain_facts,
             order=_ref(order),
             suggestions=_present(_removal(order)),
         )
@@ -198,7 +224,7 @@ def avoid_spinal_injection(a: Assessment) -> list[Finding]:
     return [
         Finding(
             topic=Topic.AVOID_SPINAL_INJECTION,
-            facts=(*a.back_pain_facts, _order_fact(order), Fact.of(FactKind.NO_RADICULOPATHY)),
+            facts=(*a.back_pain_facts, Fact.of(FactKind.NO_RADICULOPATHY)),
             order=_ref(order),
             suggestions=_present(_removal(order, "cancel")),
         )
@@ -207,8 +233,9 @@ def avoid_spinal_injection(a: Assessment) -> list[Finding]:
 
 
 def _routine_advice_unfit(a: Assessment) -> bool:
-    """An emergency red flag, or end-of-life care: rehabilitation advice would only distract."""
-    return a.has_critical_red_flag or a.in_end_of_life_care
+    """Red flags being worked up, or end-of-life care: rehabilitation advice would be premature
+    or beside the point."""
+    return bool(a.red_flags) or a.in_end_of_life_care
 
 
 def exercise_therapy(a: Assessment) -> list[Finding]:
@@ -231,20 +258,14 @@ def chronic_pain_assessment(a: Assessment) -> list[Finding]:
     days = a.pain_duration_days
     if days is None or days < CHRONIC_PAIN_DAYS or not a.invites_general_advice:
         return []
-    if _routine_advice_unfit(a):
+    # Psychosocial assessment and CBT do not fit a patient whose pain may be cancer's.
+    if _routine_advice_unfit(a) or a.has_active_cancer:
         return []
     refer = days >= REFERRAL_PAIN_DAYS and not a.pain_referral_in_place
     return [
         Finding(
             topic=Topic.CHRONIC_PAIN_ASSESSMENT,
-            facts=(
-                *a.back_pain_facts,
-                Fact.of(
-                    FactKind.PAIN_DURATION,
-                    onset=a.pain_onset.isoformat() if a.pain_onset else None,
-                    duration_days=str(days),
-                ),
-            ),
+            facts=a.back_pain_facts,
             suggestions=(
                 (
                     SuggestionIntent(
@@ -254,6 +275,7 @@ def chronic_pain_assessment(a: Assessment) -> list[Finding]:
                 if refer
                 else ()
             ),
+            notes=(Note.REFERRAL_DUE,) if refer else (),
         )
     ]
 
@@ -265,9 +287,11 @@ class Recommendation:
     needs: frozenset[DataCategory]
 
 
-# What `_routine_advice_unfit` reads (end-of-life care shows in conditions, service requests
-# and procedures) and what shows a referral or therapy already in place.
-_ROUTINE_ADVICE_NEEDS = frozenset({C.CONDITIONS, C.SERVICE_REQUESTS, C.PROCEDURES})
+# Every kind of data a red flag can be found in: "no red flag" can only be said with all of it.
+_RED_FLAG_NEEDS = frozenset({C.PATIENT, C.CONDITIONS, C.MEDICATIONS, C.OBSERVATIONS, C.PROCEDURES})
+# `_routine_advice_unfit` reads the red flags and end-of-life care (conditions, service requests,
+# procedures); service requests also show a referral or therapy already in place.
+_ROUTINE_ADVICE_NEEDS = _RED_FLAG_NEEDS | {C.SERVICE_REQUESTS}
 
 RECOMMENDATIONS: tuple[Recommendation, ...] = (
     Recommendation(Topic.RED_FLAGS_PRESENT, red_flags_present, frozenset({C.CONDITIONS})),
@@ -277,11 +301,7 @@ RECOMMENDATIONS: tuple[Recommendation, ...] = (
         # Procedures and service requests show hospice care; medications choose the alternative.
         frozenset({C.CONDITIONS, C.MEDICATIONS, C.PROCEDURES, C.SERVICE_REQUESTS}),
     ),
-    Recommendation(
-        Topic.IMAGING_WITHOUT_RED_FLAGS,
-        imaging_without_red_flags,
-        frozenset({C.PATIENT, C.CONDITIONS, C.MEDICATIONS, C.OBSERVATIONS, C.PROCEDURES}),
-    ),
+    Recommendation(Topic.IMAGING_WITHOUT_RED_FLAGS, imaging_without_red_flags, _RED_FLAG_NEEDS),
     Recommendation(Topic.NSAID_CONTRAINDICATED, nsaid_contraindicated, frozenset({C.CONDITIONS})),
     Recommendation(
         Topic.TOPICAL_NSAID_FIRST, topical_nsaid_first, frozenset({C.CONDITIONS, C.MEDICATIONS})

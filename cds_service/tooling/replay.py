@@ -102,6 +102,13 @@ class InProcessTarget:
             self._clients[today] = app.test_client()
         return self._clients[today]
 
+    def close(self) -> None:
+        """Stop the apps' decision-log writers and let go of their stores."""
+        for client in self._clients.values():
+            client.application.extensions["cds_decision_log"].close()
+            client.application.extensions["cds_store"].dispose()
+        self._clients.clear()
+
     def cards(self, fixture: Fixture) -> list[dict[str, Any]]:
         client = self._client(fixture.evaluation_date)
         response = client.post(f"/cds-services/{fixture.service}", json=fixture.request)

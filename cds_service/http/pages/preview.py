@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 
+from cds_service.card_builder.builder import CardOptions
 from cds_service.card_builder.profiles import PROFILE_NAMES, ClientProfile
 from cds_service.config import Settings
 from cds_service.http.errors import json_error
@@ -160,7 +161,8 @@ def run() -> Response:
         )
     try:
         # The handler may normalise what it reads; the page gets back what it sent.
-        outcome = runtime.handler.handle(service_id, copy.deepcopy(hook_request), profile)
+        options = CardOptions(profile=profile, guidance_base_url=request.host_url.rstrip("/"))
+        outcome = runtime.handler.handle(service_id, copy.deepcopy(hook_request), options)
     except CdsError as error:
         return jsonify(
             {"status": error.status, "request": hook_request, "response": error_body(error)}
