@@ -19,13 +19,13 @@ from cds_service.rules.findings import (
     FactKind,
     Finding,
     Indicator,
-    Note,
     Orderable,
     OrderRef,
     RedFlag,
     SuggestionIntent,
-    Topic,
+    SuggestionKind,
 )
+from cds_service.rules.registry import TOPICS
 from cds_service.runtime import Runtime
 
 CONTEXT = CardContext(
@@ -55,9 +55,9 @@ def _builder(runtime: Runtime) -> CardBuilder:
     return CardBuilder(runtime.content, runtime.terminology)
 
 
-@pytest.mark.parametrize("topic", list(Topic))
+@pytest.mark.parametrize("topic", list(TOPICS))
 def test_every_topic_builds_a_valid_card_even_with_a_long_order_name(
-    runtime: Runtime, topic: Topic
+    runtime: Runtime, topic: str
 ) -> None:
     finding = Finding(
         topic=topic,
@@ -69,22 +69,20 @@ def test_every_topic_builds_a_valid_card_even_with_a_long_order_name(
         order=LONG_ORDER,
         suggestions=tuple(
             SuggestionIntent(
-                key,
-                delete=LONG_ORDER if key != "refer" else None,
-                create=Orderable.TOPICAL_NSAID if key in {"replace", "refer"} else None,
+                kind,
+                delete=LONG_ORDER if kind.deletes else None,
+                create=Orderable.TOPICAL_NSAID if kind.creates else None,
             )
-            for key in sorted(runtime.content.topics[topic].suggestions)
+            for kind in sorted(runtime.content.topics[topic].suggestions)
         ),
-        red_flags=(RedFlag.FEVER, RedFlag.CANCER_HISTORY)
-        if topic == Topic.RED_FLAGS_PRESENT
-        else (),
+        red_flags=(RedFlag.FEVER, RedFlag.CANCER_HISTORY) if topic == "red-flags-present" else (),
         alternative=Orderable.TOPICAL_NSAID,
     )
     card = _builder(runtime).card(finding, CONTEXT)
     assert schema_problems("response", {"cards": [card]}) == []
     assert len(card["summary"]) < 140
     assert _walk_for_empties(card) == []
-    assert card["source"]["topic"]["code"] == topic.value
+    assert card["source"]["topic"]["code"] == topic
     assert "{" not in card["detail"] and "{" not in card["summary"]
     if card["indicator"] != "info":
         assert card["overrideReasons"]
@@ -98,9 +96,9 @@ def test_suggested_orders_are_valid_r4_and_addressed_from_the_context(runtime: R
     builder = _builder(runtime)
     for orderable in Orderable:
         finding = Finding(
-            topic=Topic.EXERCISE_THERAPY,
+            topic="exercise-therapy",
             facts=(),
-            suggestions=(SuggestionIntent("refer", create=orderable),),
+            suggestions=(SuggestionIntent(SuggestionKind.REFER, create=orderable),),
         )
         resource = builder.card(finding, CONTEXT)["suggestions"][0]["actions"][0]["resource"]
         model = {"MedicationRequest": MedicationRequest, "ServiceRequest": ServiceRequest}[
@@ -116,11 +114,13 @@ def test_suggested_orders_are_valid_r4_and_addressed_from_the_context(runtime: R
 
 def test_delete_action_names_the_draft(runtime: Runtime) -> None:
     finding = Finding(
-        topic=Topic.AVOID_GLUCOSAMINE,
+        topic="avoid-glucosamine",
         facts=(),
         order=OrderRef("MedicationRequest/g1", "glucosamine"),
         suggestions=(
-            SuggestionIntent("remove", delete=OrderRef("MedicationRequest/g1", "glucosamine")),
+            SuggestionIntent(
+                SuggestionKind.REMOVE, delete=OrderRef("MedicationRequest/g1", "glucosamine")
+            ),
         ),
     )
     suggestion = _builder(runtime).card(finding, CONTEXT)["suggestions"][0]
@@ -136,7 +136,7 @@ def test_delete_action_names_the_draft(runtime: Runtime) -> None:
 
 def test_indicator_raised_by_the_rule(runtime: Runtime) -> None:
     finding = Finding(
-        topic=Topic.RED_FLAGS_PRESENT,
+        topic="red-flags-present",
         facts=(),
         indicator=Indicator.CRITICAL,
         red_flags=(RedFlag.SPINAL_INFECTION,),
@@ -148,14 +148,14 @@ def test_indicator_raised_by_the_rule(runtime: Runtime) -> None:
 
 def test_cards_are_ordered_critical_first(runtime: Runtime) -> None:
     findings = (
-        Finding(topic=Topic.EXERCISE_THERAPY, facts=()),
+        Finding(topic="exercise-therapy", facts=()),
         Finding(
-            topic=Topic.RED_FLAGS_PRESENT,
+            topic="red-flags-present",
             facts=(),
             indicator=Indicator.CRITICAL,
             red_flags=(RedFlag.FEVER,),
         ),
-        Finding(topic=Topic.AVOID_GLUCOSAMINE, facts=()),
+        Finding(topic="avoid-glucosamine", facts=()),
     )
     indicators = [c["indicator"] for c in _builder(runtime).cards(findings, CONTEXT)]
     assert indicators == ["critical", "info", "info"]
@@ -194,9 +194,7 @@ def content_copy(tmp_path: Path) -> Path:
 def test_edited_copy_is_used_through_cds_cards_dir(content_copy: Path) -> None:
     path = content_copy / "avoid-glucosamine.toml"
     path.write_text(path.read_text().replace('title = "', 'title = "EDITED '))
-    assert (
-        load_card_content(content_copy).topics[Topic.AVOID_GLUCOSAMINE].title.startswith("EDITED ")
-    )
+    assert load_card_content(content_copy).topics["avoid-glucosamine"].title.startswith("EDITED ")
 
 
 @pytest.mark.parametrize(
@@ -274,7 +272,7 @@ def test_facts_are_one_line_and_capped_per_kind(runtime: Runtime) -> None:
         Fact.of(FactKind.BACK_PAIN, code=f"Back pain {n} (M54.5{n})", onset="2026-11-01")
         for n in range(7)
     )
-    card = _builder(runtime).card(Finding(topic=Topic.EXERCISE_THERAPY, facts=pains), CONTEXT)
+    card = _builder(runtime).card(Finding(topic="exercise-therapy", facts=pains), CONTEXT)
     [line] = [x for x in card["detail"].splitlines() if x.startswith("**This patient:**")]
     assert line.count("Back pain") == 3
     assert "and 4 more" in line
@@ -283,7 +281,7 @@ def test_facts_are_one_line_and_capped_per_kind(runtime: Runtime) -> None:
 
 def test_an_undated_fact_reads_without_a_date(runtime: Runtime) -> None:
     fact = Fact.of(FactKind.BACK_PAIN, code="Low back pain (M54.50)", onset=None)
-    card = _builder(runtime).card(Finding(topic=Topic.EXERCISE_THERAPY, facts=(fact,)), CONTEXT)
+    card = _builder(runtime).card(Finding(topic="exercise-therapy", facts=(fact,)), CONTEXT)
     assert "Low back pain (M54.50), onset not recorded" in card["detail"]
     assert "None" not in card["detail"]
 
@@ -291,7 +289,7 @@ def test_an_undated_fact_reads_without_a_date(runtime: Runtime) -> None:
 def test_notes_appear_only_when_the_rule_attached_them(runtime: Runtime) -> None:
     builder = _builder(runtime)
     base = Finding(
-        topic=Topic.OPIOID_AVOIDANCE,
+        topic="opioid-avoidance",
         facts=(),
         order=OrderRef("MedicationRequest/o1", "oxycodone 10 MG 12 HR Extended Release Tablet"),
         alternative=Orderable.ACETAMINOPHEN,
@@ -301,7 +299,7 @@ def test_notes_appear_only_when_the_rule_attached_them(runtime: Runtime) -> None
     noted = builder.card(
         replace(
             base,
-            notes=(Note.EXTENDED_RELEASE, Note.NSAIDS_CONTRAINDICATED),
+            notes=("extended-release", "nsaids-contraindicated"),
             contraindications=(Contraindication.CKD_SEVERE,),
         ),
         CONTEXT,
@@ -318,7 +316,7 @@ def test_red_flag_summary_leads_with_the_most_serious_and_counts_the_rest(
     flags = (RedFlag.NEUROLOGIC_DEFICIT, RedFlag.AGE_OVER_50_NEW_PAIN, RedFlag.OSTEOPOROSIS)
     card = builder.card(
         Finding(
-            topic=Topic.RED_FLAGS_PRESENT,
+            topic="red-flags-present",
             facts=(),
             red_flags=flags,
             indicator=Indicator.CRITICAL,
@@ -332,7 +330,7 @@ def test_red_flag_summary_leads_with_the_most_serious_and_counts_the_rest(
     assert len(lines) == 3 and "X-ray" in lines[1] and "X-ray" in lines[2]
     known = builder.card(
         Finding(
-            topic=Topic.RED_FLAGS_PRESENT,
+            topic="red-flags-present",
             facts=(),
             red_flags=(RedFlag.SPINAL_INFECTION,),
             known_red_flags=frozenset({RedFlag.SPINAL_INFECTION}),
@@ -348,7 +346,7 @@ def test_evidence_line_cites_the_source_for_the_finding(runtime: Runtime) -> Non
     def evidence(contraindication: Contraindication) -> str:
         card = _builder(runtime).card(
             Finding(
-                topic=Topic.NSAID_CONTRAINDICATED,
+                topic="nsaid-contraindicated",
                 facts=(),
                 order=OrderRef("MedicationRequest/n1", "naproxen"),
                 alternative=Orderable.ACETAMINOPHEN,
@@ -365,7 +363,7 @@ def test_evidence_line_cites_the_source_for_the_finding(runtime: Runtime) -> Non
 
 
 def test_cards_link_to_their_guidance_page_when_the_base_url_is_known(runtime: Runtime) -> None:
-    finding = Finding(topic=Topic.EXERCISE_THERAPY, facts=())
+    finding = Finding(topic="exercise-therapy", facts=())
     builder = _builder(runtime)
     assert "links" not in builder.card(finding, CONTEXT)
     context = replace(CONTEXT, options=CardOptions(guidance_base_url="https://cds.example.org"))
@@ -377,7 +375,7 @@ def test_cards_link_to_their_guidance_page_when_the_base_url_is_known(runtime: R
 def test_long_order_names_fall_back_to_the_shorter_summary(runtime: Runtime) -> None:
     card = _builder(runtime).card(
         Finding(
-            topic=Topic.OPIOID_AVOIDANCE,
+            topic="opioid-avoidance",
             facts=(),
             order=LONG_ORDER,
             alternative=Orderable.TOPICAL_NSAID,

@@ -498,13 +498,15 @@ def test_suggested_orders_of_a_new_shape_are_validated(runtime: Runtime) -> None
     from dataclasses import replace as replaced
 
     from cds_service.card_builder.builder import CardBuilder, CardContext
-    from cds_service.rules.findings import Finding, Orderable, SuggestionIntent, Topic
+    from cds_service.rules.findings import Finding, Orderable, SuggestionIntent, SuggestionKind
 
     builder = CardBuilder(runtime.content, runtime.terminology)
     finding = Finding(
-        topic=Topic.EXERCISE_THERAPY,
+        topic="exercise-therapy",
         facts=(),
-        suggestions=(SuggestionIntent("refer", create=Orderable.PHYSICAL_THERAPY_REFERRAL),),
+        suggestions=(
+            SuggestionIntent(SuggestionKind.REFER, create=Orderable.PHYSICAL_THERAPY_REFERRAL),
+        ),
     )
     builder.card(finding, CardContext(patient_id="p1"))
     broken = runtime.terminology.orderables["physical-therapy-referral"]

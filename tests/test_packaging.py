@@ -9,14 +9,14 @@ import zipfile
 from pathlib import Path
 
 from cds_service.card_builder.content import content_root
-from cds_service.rules.findings import Topic
+from cds_service.rules.registry import TOPICS
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_card_content_is_found_wherever_the_package_runs_from() -> None:
     names = {entry.name for entry in content_root().iterdir()}
-    assert {f"{topic.value}.toml" for topic in Topic} | {"_common.toml"} <= names
+    assert {f"{topic}.toml" for topic in TOPICS} | {"_common.toml"} <= names
 
 
 def test_wheel_contains_cards_terminology_and_schemas(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_wheel_contains_cards_terminology_and_schemas(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("back_pain_cds-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cds_service/card_content/_common.toml" in names
-    assert all(f"cds_service/card_content/{t.value}.toml" in names for t in Topic)
+    assert all(f"cds_service/card_content/{t}.toml" in names for t in TOPICS)
     assert "cds_service/terminology/data/concepts.json" in names
     assert "cds_service/terminology/data/orderables.json" in names
     assert any(n.startswith("cds_service/terminology/data/valuesets/") for n in names)

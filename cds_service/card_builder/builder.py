@@ -324,7 +324,7 @@ class CardBuilder:
             # delete of "replace" and of "remove") is offered once.
             offered: set[str] = set()
             for intent in finding.suggestions:
-                words = topic.suggestions[intent.key]
+                words = topic.suggestions[intent.kind]
                 for action in self._actions(intent, words, values, context):
                     key = action_signature(action)
                     if key not in offered:
@@ -334,7 +334,7 @@ class CardBuilder:
                         )
             return suggestions
         for intent in finding.suggestions:
-            words = topic.suggestions[intent.key]
+            words = topic.suggestions[intent.kind]
             actions = self._actions(intent, words, values, context)
             if actions:
                 suggestions.append(
@@ -350,7 +350,7 @@ class CardBuilder:
             source["url"] = topic.source_url
         source["topic"] = {
             "system": self._content.topic_system,
-            "code": topic.topic.value,
+            "code": topic.topic,
             "display": topic.title,
         }
         return source
@@ -381,7 +381,7 @@ class CardBuilder:
             card["links"] = [
                 {
                     "label": content.words["guidance_link"],
-                    "url": f"{context.options.guidance_base_url}/guidance/{finding.topic.value}",
+                    "url": f"{context.options.guidance_base_url}/guidance/{finding.topic}",
                     "type": "absolute",
                 }
             ]

@@ -19,11 +19,12 @@ from cds_service.rules.findings import (
     Contraindication,
     FactKind,
     Indicator,
-    Note,
     Orderable,
     RedFlag,
-    Topic,
+    SuggestionKind,
 )
+from cds_service.rules.registry import RECOMMENDATIONS
+from cds_service.rules.unit import Recommendation
 
 # CDS Hooks: a summary is "less than 140 characters"; we aim for 100 so it fits on one line.
 SUMMARY_LIMIT = 139
@@ -38,47 +39,26 @@ FLAG_LINE_LIMIT = 120
 FACTS_PER_KIND = 3
 
 ALWAYS_PLACEHOLDERS = frozenset({"facts", "evidence", "duration", "notes"})
+# Whole blocks of the detail: never inside a sentence (a summary, a note, a suggestion label).
+BLOCK_PLACEHOLDERS = frozenset({"facts", "evidence", "notes"})
+# Every topic-specific placeholder the card builder can fill; each recommendation unit declares
+# the ones its card uses (cards/README.md says what each becomes).
+CARD_PLACEHOLDERS = frozenset(
+    {
+        "order",
+        "alternative",
+        "alternative_short",
+        "contraindications",
+        "contraindication_risks",
+        "red_flags",
+        "lead_flag",
+        "flag_summary",
+        "more_flags",
+        "flag_lines",
+    }
+)
 # The few values short enough for a fallback summary (at most 20 characters or so).
 FALLBACK_PLACEHOLDERS = frozenset({"alternative_short", "duration"})
-TOPIC_PLACEHOLDERS: dict[Topic, frozenset[str]] = {
-    Topic.OPIOID_AVOIDANCE: frozenset(
-        {"order", "alternative", "alternative_short", "contraindications"}
-    ),
-    Topic.IMAGING_WITHOUT_RED_FLAGS: frozenset({"order"}),
-    Topic.RED_FLAGS_PRESENT: frozenset(
-        {"order", "red_flags", "lead_flag", "flag_summary", "more_flags", "flag_lines"}
-    ),
-    Topic.TOPICAL_NSAID_FIRST: frozenset({"order", "alternative", "alternative_short"}),
-    Topic.NSAID_CONTRAINDICATED: frozenset(
-        {"order", "alternative", "alternative_short", "contraindications", "contraindication_risks"}
-    ),
-    Topic.AVOID_ANTIDEPRESSANT: frozenset({"order"}),
-    Topic.AVOID_GLUCOSAMINE: frozenset({"order"}),
-    Topic.AVOID_SPINAL_INJECTION: frozenset({"order"}),
-    Topic.EXERCISE_THERAPY: frozenset(),
-    Topic.CHRONIC_PAIN_ASSESSMENT: frozenset(),
-}
-TOPIC_SUGGESTIONS: dict[Topic, frozenset[str]] = {
-    Topic.OPIOID_AVOIDANCE: frozenset({"replace", "remove"}),
-    Topic.IMAGING_WITHOUT_RED_FLAGS: frozenset({"cancel"}),
-    Topic.RED_FLAGS_PRESENT: frozenset(),
-    Topic.TOPICAL_NSAID_FIRST: frozenset({"replace"}),
-    Topic.NSAID_CONTRAINDICATED: frozenset({"replace"}),
-    Topic.AVOID_ANTIDEPRESSANT: frozenset({"remove"}),
-    Topic.AVOID_GLUCOSAMINE: frozenset({"remove"}),
-    Topic.AVOID_SPINAL_INJECTION: frozenset({"cancel"}),
-    Topic.EXERCISE_THERAPY: frozenset({"refer"}),
-    Topic.CHRONIC_PAIN_ASSESSMENT: frozenset({"refer"}),
-}
-# The notes each topic's rule may attach (each needs words in the topic's [notes]).
-TOPIC_NOTES: dict[Topic, frozenset[Note]] = {
-    Topic.OPIOID_AVOIDANCE: frozenset({Note.EXTENDED_RELEASE, Note.NSAIDS_CONTRAINDICATED}),
-    Topic.RED_FLAGS_PRESENT: frozenset({Note.ADVANCED_IMAGING_TOO_SOON, Note.XRAY_NOT_ENOUGH}),
-    Topic.CHRONIC_PAIN_ASSESSMENT: frozenset({Note.REFERRAL_DUE}),
-}
-# Which suggestion keys delete a draft and which create an order.
-DELETING_KEYS = frozenset({"replace", "remove", "cancel"})
-CREATING_KEYS = frozenset({"replace", "refer"})
 FACT_FIELDS: dict[FactKind, frozenset[str]] = {
     FactKind.BACK_PAIN: frozenset({"code", "onset", "duration"}),
     FactKind.BACK_PAIN_REASON: frozenset({"code", "order"}),
@@ -177,7 +157,7 @@ class Guidance:
 
 @dataclass(frozen=True)
 class TopicContent:
-    topic: Topic
+    topic: str
     title: str
     indicator: Indicator
     summary: str
@@ -186,9 +166,9 @@ class TopicContent:
     source_label: str
     source_url: str | None
     evidence: tuple[Evidence, ...]
-    suggestions: Mapping[str, SuggestionContent]
+    suggestions: Mapping[SuggestionKind, SuggestionContent]
     override_reasons: tuple[OverrideReason, ...]
-    notes: Mapping[Note, str]
+    notes: Mapping[str, str]
     guidance: Guidance
     flags: Mapping[RedFlag, FlagContent]
     # How one red flag's line of the detail reads: (new flag, known diagnosis).
@@ -216,7 +196,7 @@ class CardContent:
     contraindication_risks: Mapping[Contraindication, str]
     words: Mapping[str, str]
     orderables: Mapping[Orderable, OrderableContent]
-    topics: Mapping[Topic, TopicContent]
+    topics: Mapping[str, TopicContent]
 
 
 def _placeholders(template: str, where: str) -> set[str]:
@@ -349,7 +329,7 @@ def _common(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def _summaries(doc: Mapping[str, Any], allowed: frozenset[str], where: str) -> tuple[str, str]:
     summary = _text(doc, "summary", where)
-    _check_placeholders(summary, allowed - {"facts", "evidence", "notes"}, f"{where} summary")
+    _check_placeholders(summary, allowed - BLOCK_PLACEHOLDERS, f"{where} summary")
     _within(summary, SUMMARY_TARGET, f"{where} summary")
     fallback = _text(doc, "summary_fallback", where)
     # Used when the summary runs past the target, so only short values may fill it.
@@ -386,24 +366,30 @@ def _evidence(doc: Mapping[str, Any], where: str) -> tuple[Evidence, ...]:
     return tuple(evidence)
 
 
-def _notes(doc: Mapping[str, Any], topic: Topic, allowed: frozenset[str], where: str) -> dict:
+def _notes(
+    doc: Mapping[str, Any], unit: Recommendation, allowed: frozenset[str], where: str
+) -> dict[str, str]:
     notes_doc = doc.get("notes") or {}
-    expected = {note.value for note in TOPIC_NOTES.get(topic, frozenset())}
-    if set(notes_doc) != expected:
-        raise ContentError(f"{where}: [notes] must be exactly {sorted(expected)}")
-    notes: dict[Note, str] = {}
-    for key in sorted(expected):
+    if set(notes_doc) != set(unit.notes):
+        raise ContentError(f"{where}: [notes] must be exactly {sorted(unit.notes)}")
+    notes: dict[str, str] = {}
+    for key in sorted(unit.notes):
         text = _text(notes_doc, key, f"{where} [notes]")
-        _check_placeholders(text, allowed - ALWAYS_PLACEHOLDERS, f"{where} [notes].{key}")
+        _check_placeholders(text, allowed - BLOCK_PLACEHOLDERS, f"{where} [notes].{key}")
         _within(text, NOTE_LIMIT, f"{where} [notes].{key}")
-        notes[Note(key)] = text
+        notes[key] = text
     return notes
 
 
-def _flags(doc: Mapping[str, Any], topic: Topic, where: str) -> dict[RedFlag, FlagContent]:
-    if topic is not Topic.RED_FLAGS_PRESENT:
+def _speaks_of_red_flags(unit: Recommendation) -> bool:
+    """A card that lists red flags one per line has words for each flag."""
+    return "flag_lines" in unit.placeholders
+
+
+def _flags(doc: Mapping[str, Any], unit: Recommendation, where: str) -> dict[RedFlag, FlagContent]:
+    if not _speaks_of_red_flags(unit):
         if "flags" in doc:
-            raise ContentError(f"{where}: only red-flags-present has [flags]")
+            raise ContentError(f"{where}: [flags] belongs to a topic whose card lists red flags")
         return {}
     flags_doc = _table(doc, "flags", where)
     flags: dict[RedFlag, FlagContent] = {}
@@ -434,8 +420,8 @@ def _flags(doc: Mapping[str, Any], topic: Topic, where: str) -> dict[RedFlag, Fl
 FLAG_LINE_FIELDS = frozenset({"name", "facts", "next_step"})
 
 
-def _flag_lines(doc: Mapping[str, Any], topic: Topic, where: str) -> tuple[str, str] | None:
-    if topic is not Topic.RED_FLAGS_PRESENT:
+def _flag_lines(doc: Mapping[str, Any], unit: Recommendation, where: str) -> tuple[str, str] | None:
+    if not _speaks_of_red_flags(unit):
         return None
     lines = _table(doc, "flag_lines", where)
     new, known = (_text(lines, key, f"{where} [flag_lines]") for key in ("new", "known"))
@@ -453,11 +439,17 @@ def _guidance(doc: Mapping[str, Any], where: str) -> Guidance:
     )
 
 
-def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> TopicContent:
-    where = f"{topic.value}.toml"
-    if doc.get("topic") != topic.value:
-        raise ContentError(f"{where}: 'topic' must be {topic.value!r}")
-    allowed = TOPIC_PLACEHOLDERS[topic] | ALWAYS_PLACEHOLDERS
+def _topic(unit: Recommendation, doc: Mapping[str, Any], common: Mapping[str, Any]) -> TopicContent:
+    topic = unit.topic
+    where = f"{topic}.toml"
+    if doc.get("topic") != topic:
+        raise ContentError(f"{where}: 'topic' must be {topic!r}")
+    unknown = unit.placeholders - CARD_PLACEHOLDERS
+    if unknown:  # a rule unit asking for words the card builder cannot fill
+        raise ContentError(
+            f"{where}: the {topic} rule declares unknown placeholders {sorted(unknown)}"
+        )
+    allowed = unit.placeholders | ALWAYS_PLACEHOLDERS
     try:
         indicator = Indicator(_text(doc, "indicator", where))
     except ValueError:
@@ -470,20 +462,21 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
         raise ContentError(f"{where}: detail must contain {sorted(missing)}")
     _within(detail, DETAIL_TEMPLATE_LIMIT, f"{where} detail")
     suggestion_docs = doc.get("suggestions") or {}
-    expected = TOPIC_SUGGESTIONS[topic]
+    expected = {kind.value for kind in unit.suggestions}
     if set(suggestion_docs) != expected:
         raise ContentError(f"{where}: suggestions must be exactly {sorted(expected)}")
     suggestions = {}
-    for key, spec in suggestion_docs.items():
-        at = f"{where} [suggestions.{key}]"
+    for kind in sorted(unit.suggestions):
+        at = f"{where} [suggestions.{kind.value}]"
+        spec = suggestion_docs[kind.value]
         label = _text(spec, "label", at)
-        _check_placeholders(label, allowed - ALWAYS_PLACEHOLDERS, at)
-        delete = _text(spec, "delete", at) if key in DELETING_KEYS else None
-        create = _text(spec, "create", at) if key in CREATING_KEYS else None
+        _check_placeholders(label, allowed - BLOCK_PLACEHOLDERS, at)
+        delete = _text(spec, "delete", at) if kind.deletes else None
+        create = _text(spec, "create", at) if kind.creates else None
         for text in (delete, create):
             if text:
-                _check_placeholders(text, allowed - ALWAYS_PLACEHOLDERS, at)
-        suggestions[key] = SuggestionContent(label=label, delete=delete, create=create)
+                _check_placeholders(text, allowed - BLOCK_PLACEHOLDERS, at)
+        suggestions[kind] = SuggestionContent(label=label, delete=delete, create=create)
     reasons = tuple(
         OverrideReason(
             code=_text(r, "code", f"{where} [[override_reasons]]"),
@@ -493,7 +486,7 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
     )
     if indicator != Indicator.INFO and not reasons:
         raise ContentError(f"{where}: {indicator} cards need [[override_reasons]]")
-    if topic == Topic.RED_FLAGS_PRESENT and not reasons:
+    if _speaks_of_red_flags(unit) and not reasons:
         raise ContentError(f"{where}: red-flag cards can be critical and need [[override_reasons]]")
     source = doc.get("source") or {}
     return TopicContent(
@@ -508,18 +501,22 @@ def _topic(topic: Topic, doc: Mapping[str, Any], common: Mapping[str, Any]) -> T
         evidence=_evidence(doc, where),
         suggestions=suggestions,
         override_reasons=reasons,
-        notes=_notes(doc, topic, allowed, where),
+        notes=_notes(doc, unit, allowed, where),
         guidance=_guidance(doc, where),
-        flags=_flags(doc, topic, where),
-        flag_lines=_flag_lines(doc, topic, where),
+        flags=_flags(doc, unit, where),
+        flag_lines=_flag_lines(doc, unit, where),
     )
 
 
-def load_card_content(override: str | Path | None = None) -> CardContent:
+def load_card_content(
+    override: str | Path | None = None,
+    recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS,
+) -> CardContent:
     root = content_root(override)
     common = _common(_load_toml(root, "_common.toml"))
     topics = {
-        topic: _topic(topic, _load_toml(root, f"{topic.value}.toml"), common) for topic in Topic
+        unit.topic: _topic(unit, _load_toml(root, f"{unit.topic}.toml"), common)
+        for unit in recommendations
     }
     return CardContent(
         topic_system=common["topic_system"],

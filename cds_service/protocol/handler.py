@@ -26,13 +26,9 @@ from cds_service.record.builder import RecordBuilder, RecordInput
 from cds_service.record.model import DataCategory, OrderEntry
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.engine import Evaluation, evaluate
+from cds_service.rules.registry import DECISION_DATA
 
 log = logging.getLogger(__name__)
-
-# Without these nothing can be decided safely: every rule reads the conditions (back pain, red
-# flags, exclusions), and the patient's age decides whether the guideline applies at all.
-# Any other kind of data may be missing: the rules that need it stay silent.
-DECISION_DATA = (DataCategory.PATIENT, DataCategory.CONDITIONS)
 
 
 def _log_missing(missing: tuple[DataCategory, ...], **fields: Any) -> None:
@@ -157,7 +153,7 @@ class HookHandler:
             evaluation.findings, card_context(request, evaluation, options)
         )
         if missing:
-            _log_missing(missing, skipped=[topic.value for topic in evaluation.skipped])
+            _log_missing(missing, skipped=list(evaluation.skipped))
         if not evaluation.back_pain:
             decision = "no back pain"
         else:

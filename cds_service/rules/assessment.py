@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
 
-from cds_service.record.model import CodeFact, ConditionEntry, OrderEntry, PatientRecord
+from cds_service.record.model import (
+    CodeFact,
+    ConditionEntry,
+    DataCategory,
+    OrderEntry,
+    PatientRecord,
+)
 from cds_service.rules.findings import (
     CRITICAL_RED_FLAGS,
     Contraindication,
@@ -39,6 +45,20 @@ NEW_DIAGNOSIS_DAYS = 28
 CHRONIC_PAIN_DAYS = 28  # 4 weeks: psychosocial assessment
 REFERRAL_PAIN_DAYS = 84  # 12 weeks: multidisciplinary referral
 ADULT_AGE = 18
+
+# Every kind of data a red flag can be found in: "no red flag" can only be said with all of it.
+RED_FLAG_DATA = frozenset(
+    {
+        DataCategory.PATIENT,
+        DataCategory.CONDITIONS,
+        DataCategory.MEDICATIONS,
+        DataCategory.OBSERVATIONS,
+        DataCategory.PROCEDURES,
+    }
+)
+# What `Assessment.routine_advice_unfit` reads: the red flags and end-of-life care (conditions,
+# service requests, procedures); service requests also show a referral or therapy in place.
+ROUTINE_ADVICE_DATA = RED_FLAG_DATA | {DataCategory.SERVICE_REQUESTS}
 
 # Orders that make a draft "back-pain related" even without a back-pain reason code.
 BACK_PAIN_ORDER_CONCEPTS = frozenset(
@@ -413,6 +433,12 @@ class Assessment:
     @property
     def has_critical_red_flag(self) -> bool:
         return any(f.is_critical for f in self.red_flags)
+
+    @property
+    def routine_advice_unfit(self) -> bool:
+        """Red flags being worked up, or end-of-life care: rehabilitation advice would be
+        premature or beside the point."""
+        return bool(self.red_flags) or self.in_end_of_life_care
 
     @cached_property
     def has_active_cancer(self) -> bool:

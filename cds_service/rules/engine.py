@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 from cds_service.record.model import PatientRecord
 from cds_service.rules.assessment import Assessment
-from cds_service.rules.findings import Finding, Topic
-from cds_service.rules.recommendations import RECOMMENDATIONS, Recommendation
+from cds_service.rules.findings import Finding
+from cds_service.rules.registry import RECOMMENDATIONS
+from cds_service.rules.unit import Recommendation
 
 
 @dataclass(frozen=True)
 class Evaluation:
     findings: tuple[Finding, ...]
-    skipped: tuple[Topic, ...]  # rules left silent because the data they need was missing
+    skipped: tuple[str, ...]  # rules left silent because the data they need was missing
     back_pain: bool
     condition_refs: tuple[str, ...] = ()  # the back-pain Conditions, as reasons for new orders
     pain_duration_days: int | None = None
@@ -27,7 +28,7 @@ def evaluate(
     if assessment.is_minor or not assessment.has_back_pain:
         return Evaluation(findings=(), skipped=(), back_pain=assessment.has_back_pain)
     findings: list[Finding] = []
-    skipped: list[Topic] = []
+    skipped: list[str] = []
     for recommendation in recommendations:
         if not record.has_data(*recommendation.needs):
             skipped.append(recommendation.topic)

@@ -11,21 +11,6 @@ from enum import StrEnum
 from types import MappingProxyType
 
 
-class Topic(StrEnum):
-    """Card topics; each code is a stable contract (`card.source.topic.code`)."""
-
-    OPIOID_AVOIDANCE = "opioid-avoidance"
-    IMAGING_WITHOUT_RED_FLAGS = "imaging-without-red-flags"
-    RED_FLAGS_PRESENT = "red-flags-present"
-    TOPICAL_NSAID_FIRST = "topical-nsaid-first"
-    NSAID_CONTRAINDICATED = "nsaid-contraindicated"
-    AVOID_ANTIDEPRESSANT = "avoid-antidepressant"
-    AVOID_GLUCOSAMINE = "avoid-glucosamine"
-    AVOID_SPINAL_INJECTION = "avoid-spinal-injection"
-    EXERCISE_THERAPY = "exercise-therapy"
-    CHRONIC_PAIN_ASSESSMENT = "chronic-pain-assessment"
-
-
 class Indicator(StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -115,16 +100,6 @@ FIRST_TEST: Mapping[RedFlag, FirstTest] = MappingProxyType(
 )
 
 
-class Note(StrEnum):
-    """A sentence a card adds when it applies; its words are the topic's `[notes]` content."""
-
-    NSAIDS_CONTRAINDICATED = "nsaids-contraindicated"  # why the alternative is acetaminophen
-    EXTENDED_RELEASE = "extended-release"  # the opioid drafted is extended-release / long-acting
-    ADVANCED_IMAGING_TOO_SOON = "advanced-imaging-too-soon"  # CT/MRI where X-ray comes first
-    XRAY_NOT_ENOUGH = "xray-not-enough"  # X-ray drafted where MRI is the test
-    REFERRAL_DUE = "referral-due"  # pain long enough for a multidisciplinary referral
-
-
 class Contraindication(StrEnum):
     CKD_SEVERE = "ckd-severe"
     GI_BLEED_OR_ULCER = "gi-bleed-or-ulcer"
@@ -159,11 +134,28 @@ class OrderRef:
     label: str
 
 
+class SuggestionKind(StrEnum):
+    """What a suggestion does; its words are the topic's [suggestions.<kind>] content."""
+
+    REPLACE = "replace"  # order the alternative, then remove the draft
+    REMOVE = "remove"  # remove a drafted medicine
+    CANCEL = "cancel"  # cancel a drafted procedure or study
+    REFER = "refer"  # create a referral
+
+    @property
+    def deletes(self) -> bool:
+        return self in (SuggestionKind.REPLACE, SuggestionKind.REMOVE, SuggestionKind.CANCEL)
+
+    @property
+    def creates(self) -> bool:
+        return self in (SuggestionKind.REPLACE, SuggestionKind.REFER)
+
+
 @dataclass(frozen=True)
 class SuggestionIntent:
-    """An action the clinician may take, named by its key in the topic's card content."""
+    """An action the clinician may take."""
 
-    key: str
+    kind: SuggestionKind
     delete: OrderRef | None = None
     create: Orderable | None = None
     recommended: bool = False
@@ -171,7 +163,7 @@ class SuggestionIntent:
 
 @dataclass(frozen=True)
 class Finding:
-    topic: Topic
+    topic: str  # the recommendation's topic code (`card.source.topic.code`)
     facts: tuple[Fact, ...]
     order: OrderRef | None = None
     suggestions: tuple[SuggestionIntent, ...] = ()
@@ -180,4 +172,4 @@ class Finding:
     known_red_flags: frozenset[RedFlag] = frozenset()  # established diagnoses, not suspicions
     contraindications: tuple[Contraindication, ...] = ()
     alternative: Orderable | None = None
-    notes: tuple[Note, ...] = ()
+    notes: tuple[str, ...] = ()  # sentences the card adds: keys of the topic's [notes]

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from cds_service.card_builder.content import CardContent
-from cds_service.rules.findings import Topic
+from cds_service.rules.registry import TOPICS
 from cds_service.store.report import TOP_REASONS, OutcomeReport, ReasonCount, TopicOutcomes
 
 
@@ -25,7 +25,7 @@ class Names:
 
     @classmethod
     def from_content(cls, content: CardContent) -> Names:
-        titles = {topic.value: content.topics[topic].title for topic in Topic}
+        titles = {topic: content.topics[topic].title for topic in TOPICS}
         reasons = {
             reason.code: reason.display
             for topic in content.topics.values()

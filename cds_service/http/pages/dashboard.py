@@ -21,7 +21,7 @@ from cds_service import metrics
 from cds_service.http.errors import json_error
 from cds_service.http.operator import OperatorAccess
 from cds_service.http.pages.charts import Bar, Segment, Series, horizontal_bars, stacked_columns
-from cds_service.rules.findings import Topic
+from cds_service.rules.registry import TOPICS
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable
 from cds_service.store.report import OutcomeReport, build_report
@@ -119,12 +119,12 @@ def trend(daily: Sequence[DailyCount], period: Period, today: date) -> Trend:
 
 def _topic_order(topics: Any) -> list[str]:
     """The content's topic order (stable colours from one period to the next), then others."""
-    known = [topic.value for topic in Topic]
+    known = list(TOPICS)
     return sorted(topics, key=lambda t: (known.index(t) if t in known else len(known), t))
 
 
 def topic_colour(topic: str) -> int:
-    return _topic_order([topic.value for topic in Topic] + [topic]).index(topic)
+    return _topic_order([*TOPICS, topic]).index(topic)
 
 
 def _percent(rate: float | None) -> str:

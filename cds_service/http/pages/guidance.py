@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from cds_service.http.pages.markdown import render_markdown
-from cds_service.rules.findings import Topic
+from cds_service.rules.registry import TOPICS
 from cds_service.runtime import Runtime
 
 blueprint = Blueprint("guidance", __name__)
@@ -22,20 +22,19 @@ _PARTS = ("all", "patient")
 @blueprint.get("/guidance")
 def index() -> Response:
     runtime: Runtime = current_app.extensions["cds_runtime"]
-    topics = [(t.value, runtime.content.topics[t].title) for t in Topic]
+    topics = [(topic, runtime.content.topics[topic].title) for topic in TOPICS]
     return Response(render_template("guidance_index.html", topics=topics), mimetype="text/html")
 
 
 @blueprint.get("/guidance/<topic>")
 def page(topic: str) -> Response:
     runtime: Runtime = current_app.extensions["cds_runtime"]
-    known = {t.value: t for t in Topic}
-    if topic not in known:
+    if topic not in TOPICS:
         abort(404, description=f"No guidance page for '{topic}'; see /guidance for the list.")
     part = request.args.get("part", "all")
     if part not in _PARTS:
         abort(400, description="'part' must be 'all' or 'patient'.")
-    content = runtime.content.topics[known[topic]]
+    content = runtime.content.topics[topic]
     html = render_template(
         "guidance.html",
         topic=topic,
