@@ -1,5 +1,6 @@
-"""Building blocks for the fixture scenarios of `build_fixtures.py`: FHIR R4 resources, the
-CDS Hooks request, the transaction Bundle and the golden cards of one scenario.
+"""Building blocks for the fixture scenarios that `build_fixtures.py` reads from
+`scripts/scenarios/`: FHIR R4 resources, the CDS Hooks request, the transaction Bundle and the
+golden cards of one scenario.
 
 Resources are written against a persona (a reusable kind of patient: age, sex, name) and a
 short local id such as `cond-lbp`. A Scenario then gives every resource an id that is unique
@@ -25,10 +26,8 @@ PATIENT_ID_PREFIX = "bpcds-"
 MAX_FHIR_ID = 64
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD10_OID = "urn:oid:2.16.840.1.113883.6.90"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-RXNORM_OID = "urn:oid:2.16.840.1.113883.6.88"
 LOINC = "http://loinc.org"
 CPT = "http://www.ama-assn.org/go/cpt"
 UCUM = "http://unitsofmeasure.org"
@@ -49,6 +48,9 @@ SERVICE_FOR_HOOK = {
     "order-select": "back-pain-order-select",
     "patient-view": "back-pain-patient-view",
 }
+
+# The code systems a scenario file may name; any other system is written as its URI.
+SYSTEMS = {"ICD-10-CM": ICD10, "SNOMED CT": SNOMED, "RxNorm": RXNORM, "LOINC": LOINC, "CPT": CPT}
 
 Code = tuple[str, str, str]  # (system, code, display)
 
@@ -72,7 +74,7 @@ def codeable(system: str, code: str, display: str, text: str | None = None) -> d
 class Persona:
     """A kind of patient several scenarios reuse; each scenario gets its own Patient."""
 
-    key: str
+    key: str  # the persona's local id: `Patient/<key>` until a scenario renames it
     birth_date: str
     gender: str
     given: str
@@ -95,9 +97,7 @@ class Persona:
 def condition(
     patient: Persona,
     rid: str,
-    system: str,
-    code: str,
-    display: str,
+    code: Code,
     *,
     onset_days_ago: int | None = None,
     clinical: str | None = "active",
@@ -112,7 +112,7 @@ def condition(
         },
         "category": [{"coding": [{"system": CONDITION_CATEGORY, "code": category}]}],
         # Clients list a patient's conditions by `code.text` (the sandbox's Rx Sign "Treating").
-        "code": codeable(system, code, display, text=display),
+        "code": codeable(*code, text=code[2]),
         "subject": {"reference": patient.reference},
     }
     if clinical:
@@ -123,17 +123,26 @@ def condition(
     return resource
 
 
-def _order(
+def order(
     resource_type: str,
     patient: Persona,
     rid: str,
-    what: dict[str, Any],
+    code: Code | None,
+    text: str = "",
     *,
+    medication_id: str | None = None,
     status: str,
-    authored_days_ago: int | None,
-    reason: Code | None,
+    authored_days_ago: int | None = 0,
+    reason: Code | None = None,
 ) -> dict[str, Any]:
-    """A MedicationRequest or ServiceRequest: `what` is the drug or service element."""
+    """A MedicationRequest or ServiceRequest. What is ordered is a code (its display doubles as
+    the text), text only, or, for a drug, a reference to a Medication resource."""
+    concept = codeable(*code, text=code[2]) if code else {"text": text}
+    what: dict[str, Any] = {"medicationCodeableConcept": concept}
+    if resource_type == "ServiceRequest":
+        what = {"code": concept}
+    elif medication_id:
+        what = {"medicationReference": {"reference": f"Medication/{medication_id}"}}
     resource: dict[str, Any] = {
         "resourceType": resource_type,
         "id": rid,
@@ -149,87 +158,21 @@ def _order(
     return resource
 
 
-def medication_request(
-    patient: Persona,
-    rid: str,
-    code: str | None,
-    display: str,
-    *,
-    status: str = "active",
-    authored_days_ago: int | None = 0,
-    reason: Code | None = None,
-    text_only: bool = False,
-    system: str = RXNORM,
+def medication(rid: str, code: Code) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": rid, "code": codeable(*code, text=code[2])}
+
+
+# Vital signs a scenario can record: the LOINC code and the unit shown for each UCUM unit.
+VITAL_SIGNS: dict[str, tuple[Code, dict[str, str]]] = {
+    "temperature": ((LOINC, "8310-5", "Body temperature"), {"Cel": "C", "[degF]": "degF"}),
+    "weight": ((LOINC, "29463-7", "Body weight"), {"kg": "kg", "[lb_av]": "lb"}),
+}
+
+
+def vital_sign(
+    patient: Persona, rid: str, kind: str, value: float, ucum: str, days_ago: int
 ) -> dict[str, Any]:
-    medication = (
-        {"text": display} if text_only or code is None else codeable(system, code, display, display)
-    )
-    return _order(
-        "MedicationRequest",
-        patient,
-        rid,
-        {"medicationCodeableConcept": medication},
-        status=status,
-        authored_days_ago=authored_days_ago,
-        reason=reason,
-    )
-
-
-def medication(rid: str, code: str, display: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Medication",
-        "id": rid,
-        "code": codeable(RXNORM, code, display, display),
-    }
-
-
-def medication_request_by_reference(
-    patient: Persona,
-    rid: str,
-    medication_id: str,
-    *,
-    status: str = "active",
-    authored_days_ago: int = 0,
-) -> dict[str, Any]:
-    return _order(
-        "MedicationRequest",
-        patient,
-        rid,
-        {"medicationReference": {"reference": f"Medication/{medication_id}"}},
-        status=status,
-        authored_days_ago=authored_days_ago,
-        reason=None,
-    )
-
-
-def service_request(
-    patient: Persona,
-    rid: str,
-    system: str | None,
-    code: str | None,
-    display: str,
-    *,
-    status: str = "draft",
-    authored_days_ago: int | None = 0,
-    reason: Code | None = None,
-) -> dict[str, Any]:
-    code_element = (
-        codeable(system, code, display, display) if system and code else {"text": display}
-    )
-    return _order(
-        "ServiceRequest",
-        patient,
-        rid,
-        {"code": code_element},
-        status=status,
-        authored_days_ago=authored_days_ago,
-        reason=reason,
-    )
-
-
-def _vital_sign(
-    patient: Persona, rid: str, code: Code, days_ago: int, quantity: dict[str, Any]
-) -> dict[str, Any]:
+    code, units = VITAL_SIGNS[kind]
     return {
         "resourceType": "Observation",
         "id": rid,
@@ -238,35 +181,16 @@ def _vital_sign(
         "code": codeable(*code),
         "subject": {"reference": patient.reference},
         "effectiveDateTime": instant(days_ago),
-        "valueQuantity": quantity,
+        "valueQuantity": {"value": value, "unit": units[ucum], "system": UCUM, "code": ucum},
     }
 
 
-def temperature(
-    patient: Persona, rid: str, value: float, unit: str, days_ago: int
-) -> dict[str, Any]:
-    ucum = "Cel" if unit == "C" else "[degF]"
-    shown = "C" if unit == "C" else "degF"
-    quantity = {"value": value, "unit": shown, "system": UCUM, "code": ucum}
-    return _vital_sign(patient, rid, (LOINC, "8310-5", "Body temperature"), days_ago, quantity)
-
-
-def weight(
-    patient: Persona, rid: str, value: float, days_ago: int, unit: str = "kg"
-) -> dict[str, Any]:
-    shown = "kg" if unit == "kg" else "lb"
-    quantity = {"value": value, "unit": shown, "system": UCUM, "code": unit}
-    return _vital_sign(patient, rid, (LOINC, "29463-7", "Body weight"), days_ago, quantity)
-
-
-def procedure(
-    patient: Persona, rid: str, system: str, code: str, display: str, days_ago: int
-) -> dict[str, Any]:
+def procedure(patient: Persona, rid: str, code: Code, days_ago: int) -> dict[str, Any]:
     return {
         "resourceType": "Procedure",
         "id": rid,
         "status": "completed",
-        "code": codeable(system, code, display),
+        "code": codeable(*code),
         "subject": {"reference": patient.reference},
         "performedDateTime": day(days_ago),
     }
@@ -316,7 +240,7 @@ class Scenario:
     description: str
     hook: str
     patient: Persona
-    # What the scenario demonstrates, in the library's words (see FEATURES in build_fixtures.py).
+    # What the scenario demonstrates, in the library's words (`features` in library.toml).
     shows: list[str]
     conditions: list[dict[str, Any]] = field(default_factory=list)
     medications: list[dict[str, Any]] = field(default_factory=list)
@@ -329,6 +253,8 @@ class Scenario:
     encounter_id: str | None = "enc-1"
     # Topics firing, and "<topic> (negative)" for topics this scenario shows staying silent.
     tags: list[str] = field(default_factory=list)
+    # Prefetch keys sent as null ("asked, nothing found"), the patient's included.
+    null_prefetch: list[str] = field(default_factory=list)
     # Edits the finished request only (never the Bundle), for messy real-world shapes.
     mutate: Callable[[dict[str, Any]], None] | None = None
 
@@ -385,7 +311,9 @@ class Scenario:
             }
         if self.hook == "order-select":
             context["selections"] = self.selections or [
-                f"{r['resourceType']}/{r['id']}" for r in self.drafts
+                f"{r['resourceType']}/{r['id']}"
+                for r in self.drafts
+                if r["resourceType"] != "Medication"
             ]
         prefetch: dict[str, Any] = {"patient": self.patient_resource()}
         for key, resources in self._history().items():
@@ -397,6 +325,8 @@ class Scenario:
             "context": context,
             "prefetch": prefetch,
         }
+        for key in self.null_prefetch:
+            prefetch[key] = None
         if self.mutate:
             self.mutate(request)
         return request
