@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from cds_service.fhir.parsing import bundle_entries, loads_json
+from cds_service.fhir.parsing import NumberOutOfRange, bundle_entries, loads_json
 from cds_service.protocol.catalog import ServiceDefinition
 from cds_service.protocol.errors import CdsError, bad_request
 
@@ -290,6 +290,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise bad_request("The request body is empty; a CDS Hooks request is a JSON object.")
     try:
         document = loads_json(raw)
+    except NumberOutOfRange:
+        raise bad_request(
+            "The request body holds a number this service cannot hold: every JSON number must "
+            "fit a 64-bit floating-point value (NaN and Infinity are not JSON)."
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise bad_request("The request body is not valid JSON.") from None
     if not isinstance(document, dict):
