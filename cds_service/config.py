@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds_service.card_builder.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ClientProfile
+from cds_service.protocol.bounds import DEFAULT_MAX_CARDS
 from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
 from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
 from cds_service.store.pseudonym import MIN_SECRET_LENGTH
@@ -334,6 +335,9 @@ class Settings:
     def preview_enabled(self) -> bool:
         return self.development_mode if self.preview is None else self.preview
 
+    # Cards in one answer at most, the most severe first.
+    max_cards: int = DEFAULT_MAX_CARDS
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -371,4 +375,5 @@ class Settings:
             preview=_on_off(env, "CDS_PREVIEW"),
             preview_fixtures=_folder(env, "CDS_PREVIEW_FIXTURES"),
             metrics_dir=_folder(env, "CDS_METRICS_DIR", create=True),
+            max_cards=_positive_int(env, "CDS_MAX_CARDS", DEFAULT_MAX_CARDS),
         )

@@ -75,6 +75,7 @@ class Runtime:
             card_builder=CardBuilder(content, terminology),
             gatherer=PatientDataGatherer(fetcher),
             today=clock,
+            max_cards=settings.max_cards,
         )
         version = content_version(settings.cards_dir)
         _warm_up()

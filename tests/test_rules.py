@@ -60,12 +60,13 @@ def draft(
     kind: str = "MedicationRequest",
     selected: bool = True,
     reasons: frozenset[K] = frozenset(),
+    code: str = "1",
 ) -> OrderEntry:
     return OrderEntry(
         resource_type=kind,
         resource_id=rid,
         concepts=frozenset(concepts),
-        codes=(CodeFact("RxNorm", "1", "drug"),),
+        codes=(CodeFact("RxNorm", code, "drug"),),
         label=f"drafted {rid}",
         status="draft",
         authored=TODAY,
@@ -239,8 +240,23 @@ def test_order_select_evaluates_only_selections() -> None:
 
 
 def test_one_card_per_drafted_opioid() -> None:
-    rec = record(conditions=[LBP], orders=[draft(K.OPIOID, rid="a"), draft(K.OPIOID, rid="b")])
+    drafts = [draft(K.OPIOID, rid="a", code="1"), draft(K.OPIOID, rid="b", code="2")]
+    rec = record(conditions=[LBP], orders=drafts)
     assert topics(rec).count("opioid-avoidance") == 2
+
+
+def test_identical_drafts_are_one_finding_that_answers_for_all_of_them() -> None:
+    products = {"a": "1", "b": "2", "c": "1", "d": "1"}  # draft id: product code
+    drafts = [draft(K.OPIOID, rid=rid, code=code) for rid, code in products.items()]
+    evaluation = evaluate(record(conditions=[LBP], orders=drafts))
+    opioid = [f for f in evaluation.findings if f.topic == "opioid-avoidance"]
+    assert [f.order.reference for f in opioid] == ["MedicationRequest/a", "MedicationRequest/b"]
+    assert evaluation.folded_drafts == {
+        ("opioid-avoidance", "MedicationRequest/a"): (
+            "MedicationRequest/c",
+            "MedicationRequest/d",
+        )
+    }
 
 
 # --- red flags and imaging ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from cds_service.card_builder.builder import (
     CardOptions,
 )
 from cds_service.fhir.access import PatientDataGatherer
+from cds_service.protocol.bounds import DEFAULT_MAX_CARDS, act_on_folded_drafts, most_severe_first
 from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
@@ -82,6 +83,7 @@ class HookOutcome:
     missing: tuple[DataCategory, ...] = ()  # data that could not be had (its rules stayed silent)
     decision: str = ""
     cards: list[dict[str, Any]] = field(default_factory=list)
+    left_out: int = 0  # cards beyond the answer's limit (CDS_MAX_CARDS), least severe first
 
     @property
     def topics(self) -> list[str]:
@@ -96,8 +98,10 @@ class HookHandler:
         card_builder: CardBuilder,
         gatherer: PatientDataGatherer,
         today: Callable[[], date],
+        max_cards: int = DEFAULT_MAX_CARDS,
     ) -> None:
         self._services = {service.id: service for service in services}
+        self._max_cards = max_cards
         self._record_builder = record_builder
         self._card_builder = card_builder
         self._gatherer = gatherer
@@ -149,15 +153,29 @@ class HookHandler:
             record_input(request, today, gathered.data, draft_verdicts), built_drafts
         )
         evaluation = evaluate(record)
-        cards = self._card_builder.cards(
+        built = self._card_builder.cards(
             evaluation.findings, card_context(request, evaluation, options)
         )
+        act_on_folded_drafts(built, evaluation.folded_drafts, options.profile)
+        cards, left_out = most_severe_first(built, self._max_cards)
+        if left_out:
+            log.info(
+                "cards left out of the answer",
+                extra={
+                    "event": "cards_left_out",
+                    "cards": len(left_out),
+                    "max_cards": self._max_cards,
+                    "topics": [card["source"]["topic"]["code"] for card in left_out],
+                },
+            )
         if missing:
             _log_missing(missing, skipped=list(evaluation.skipped))
         if not evaluation.back_pain:
             decision = "no back pain"
         else:
             decision = "evaluated" if cards else "no recommendation applies"
+        if left_out:
+            decision += f"; {len(left_out)} less severe cards left out (CDS_MAX_CARDS)"
         return HookOutcome(
             {"cards": cards},
             request,
@@ -166,4 +184,5 @@ class HookHandler:
             missing=missing,
             decision=decision,
             cards=cards,
+            left_out=len(left_out),
         )
