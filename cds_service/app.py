@@ -28,6 +28,7 @@ from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.decision_log import DecisionLog
+from cds_service.store.spool import Spool, default_spool_folder, import_spool
 from cds_service.store.store import DecisionStore
 
 log = logging.getLogger("cds_service.requests")
@@ -61,9 +62,13 @@ def create_app(
     # Base URL of the links cards carry; None: each request's own (development mode).
     app.extensions["cds_public_url"] = settings.public_url
     # No connection is made here: engines are per process, made on first use after fork.
-    store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
+    url = parse_database_url(settings.database_url)
+    store = DecisionStore(url, settings.patient_key_secret)
+    spool = Spool(settings.spool_dir or default_spool_folder(url), url, settings.spool_max_bytes)
     app.extensions["cds_store"] = store
-    app.extensions["cds_decision_log"] = DecisionLog(store, queue_size=settings.decision_queue_size)
+    app.extensions["cds_decision_log"] = DecisionLog(
+        store, queue_size=settings.decision_queue_size, spool=spool
+    )
     app.extensions["cds_operator_access"] = OperatorAccess.from_settings(settings)
     for module in (
         discovery,
@@ -101,13 +106,16 @@ def _enable_metrics(settings: Settings) -> None:
 
 
 def prepare_store(app: Flask) -> bool:
-    """Create or migrate the store schema at start, then close the connections (workers fork
-    after this). A store that is down does not stop the service: cards still go out, and
-    the schema is made when the store is first reachable. True when the store is ready.
+    """Create or migrate the store schema at start and write the spool of a previous run to
+    it, then close the connections (workers fork after this). A store that is down does not
+    stop the service: cards still go out, and the schema is made (and the spool written) when
+    the store is first reachable. True when the store is ready.
     """
     store: DecisionStore = app.extensions["cds_store"]
+    decision_log: DecisionLog = app.extensions["cds_decision_log"]
     try:
         store.ensure_ready()
+        import_spool(decision_log.spool, store)
     except StoreUnavailable as error:
         store_log.error(
             "decision store unavailable at start; cards are served and writes will be retried",

@@ -19,6 +19,7 @@ from cds_service.protocol.bounds import DEFAULT_MAX_CARDS
 from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
 from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
 from cds_service.store.pseudonym import MIN_SECRET_LENGTH
+from cds_service.store.spool import DEFAULT_SPOOL_MAX_BYTES
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_FHIR_DEADLINE_SECONDS = 2.0
@@ -248,8 +249,8 @@ def _cors_origins(
     return tuple(dict.fromkeys(origins))
 
 
-def _replay_db(environ: Mapping[str, str]) -> str | None:
-    name = "CDS_REPLAY_DB"
+def _path_in_existing_folder(environ: Mapping[str, str], name: str) -> str | None:
+    """A file or folder the service creates itself, in a folder that must exist already."""
     path = (environ.get(name) or "").strip()
     if not path:
         return None
@@ -335,6 +336,10 @@ class Settings:
     def preview_enabled(self) -> bool:
         return self.development_mode if self.preview is None else self.preview
 
+    # Where cards go when a worker stops while the store is down; None: beside a SQLite store,
+    # or `cds-spool` in the working folder for PostgreSQL.
+    spool_dir: str | None = None
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     # Cards in one answer at most, the most severe first.
     max_cards: int = DEFAULT_MAX_CARDS
 
@@ -364,7 +369,7 @@ class Settings:
             trusted_clients=trusted_clients,
             public_url=_public_url(env, required=bool(trusted_clients)),
             cors_origins=_cors_origins(env, trusted_clients),
-            replay_db=_replay_db(env),
+            replay_db=_path_in_existing_folder(env, "CDS_REPLAY_DB"),
             database_url=_database_url(env),
             patient_key_secret=_secret(env, "CDS_PATIENT_KEY_SECRET"),
             decision_queue_size=_positive_int(env, "CDS_DECISION_QUEUE_SIZE", DEFAULT_QUEUE_SIZE),
@@ -375,5 +380,7 @@ class Settings:
             preview=_on_off(env, "CDS_PREVIEW"),
             preview_fixtures=_folder(env, "CDS_PREVIEW_FIXTURES"),
             metrics_dir=_folder(env, "CDS_METRICS_DIR", create=True),
+            spool_dir=_path_in_existing_folder(env, "CDS_SPOOL_DIR"),
+            spool_max_bytes=_positive_int(env, "CDS_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES),
             max_cards=_positive_int(env, "CDS_MAX_CARDS", DEFAULT_MAX_CARDS),
         )

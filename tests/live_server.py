@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,7 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,12 @@ def free_port() -> int:
 
 
 def serve(
-    port: int, env: dict[str, str], workers: int = 1, *, log_file: Path | None = None
+    port: int,
+    env: dict[str, str],
+    workers: int = 1,
+    *,
+    log_file: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
     """`cds-service serve` in a subprocess. Its output goes to pipes, or to `log_file` when
     the test makes many requests (a full pipe that nobody reads would stall the server).
@@ -41,6 +48,7 @@ def serve(
             str(port),
             "--workers",
             str(workers),
+            *extra_args,
         ],
         env={**os.environ, **env},
         stdout=output,
@@ -102,3 +110,29 @@ def child_pids(parent: int) -> list[int]:
         if int(fields[1]) == parent:
             children.append(int(stat.parent.name))
     return children
+
+
+def post_json(port: int, path: str, body: Any, timeout: float = 60) -> tuple[int, Any]:
+    """POST a JSON body to a local server: (status, parsed answer), error answers included."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def issue_cards(port: int, request: dict[str, Any], calls: int) -> list[str]:
+    """Send `request` to order-sign `calls` times, each with a new hookInstance: the uuids of
+    the cards answered."""
+    cards: list[str] = []
+    for _ in range(calls):
+        request = {**request, "hookInstance": str(uuid.uuid4())}
+        status, answer = post_json(port, "/cds-services/back-pain-order-sign", request)
+        assert status == 200, answer
+        cards += [card["uuid"] for card in answer["cards"]]
+    return cards

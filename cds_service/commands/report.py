@@ -184,6 +184,16 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
                 )
         if not overridden:
             out.append("  No card was overridden in this period.")
+    if report.cards_not_logged:
+        reasons = ", ".join(
+            f"{cards} {_LOSS_REASONS.get(reason, reason)}"
+            for reason, cards in report.cards_not_logged.items()
+        )
+        total = sum(report.cards_not_logged.values())
+        out += [
+            "",
+            f"Cards issued but not logged (not counted above): {total} ({reasons}).",
+        ]
     unknown = report.unknown_cards
     if unknown.entries:
         out += [
@@ -194,6 +204,16 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
         ]
     out += ["", _LEGEND, ""]
     return "\n".join(out)
+
+
+_LOSS_REASONS = {
+    "queue_full": "while a worker's queue was full",
+    "refused": "refused by the store",
+    "spool_full": "at a stop, with the spool full",
+    "not_spooled": "at a stop, with no spool to keep them",
+    "worker_ended": "queued in a worker that was killed",
+    "spool_unreadable": "unreadable in the spool",
+}
 
 
 def _reasons_text(row: TopicOutcomes, names: Names) -> str:

@@ -40,7 +40,8 @@ def receive_feedback(service_id: str) -> Response:
         g.error = "feedback store unavailable"
         response = json_error(
             503,
-            "The feedback could not be stored just now; nothing was kept. Send it again later.",
+            "The feedback could not be stored just now. Send it again later: an entry that "
+            "reached the store anyway is stored once.",
             "transient",
         )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -3,8 +3,14 @@
 A response only puts small records on a bounded in-process queue (microseconds); one writer
 thread per worker process writes them in batches. A slow or down store therefore never
 slows or fails a response. While the store is down the writer keeps its batch and retries
-with back-off; when the queue is full, new records are dropped and counted in the log.
-At exit (gunicorn's worker_exit hook, or atexit) the queue is flushed for a bounded time.
+with back-off; when the queue is full, new records are dropped and counted.
+
+At a stop (gunicorn's worker_exit hook, or atexit) the queue is written for a bounded time;
+what the store cannot take then goes to the local spool (store/spool.py), which the next start,
+or any running worker, writes to the store. No card goes unaccounted: a card that is neither
+stored nor spooled is counted, in the log at once and in the store's `decision_log_losses`
+(hence `cds-service report`) as soon as the store or the spool can take the count; a worker
+killed outright is found by its pending ledger and its cards counted the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import atexit
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,13 +30,16 @@ from typing import Any
 
 from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused
-from cds_service.store.store import DecisionRecord, DecisionStore
+from cds_service.store.spool import LossReason, PendingLedger, Spool, import_spool
+from cds_service.store.store import DecisionRecord, DecisionRow, DecisionStore, decision_rows
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 10_000
 BATCH_SIZE = 1000
 BATCH_WAIT_SECONDS = 0.25  # how long cards may wait to reach the store; 4 commits a second
+# How often a writer looks for spool files and ledgers of other processes to write to the store.
+SPOOL_CHECK_SECONDS = 30.0
 _STOP = object()
 
 
@@ -77,8 +88,10 @@ class DecisionLog:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         first_retry_seconds: float = 0.5,
         max_retry_seconds: float = 30.0,
+        spool: Spool | None = None,
     ) -> None:
         self.store = store
+        self.spool = spool
         self._queue_size = queue_size
         self._first_retry = first_retry_seconds
         self._max_retry = max_retry_seconds
@@ -87,11 +100,18 @@ class DecisionLog:
         self._pid: int | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # ends a retry wait at once (set at a stop)
         self._pending = 0  # records queued or being written
         self._queued_cards = 0  # records waiting in the queue (bounded by queue_size)
         self._dropped = 0
         self._last_drop_log = 0.0
-        self._give_up_at: float | None = None  # set by close(): stop retrying after this
+        self._stopping = False
+        self._give_up_at = 0.0  # at a stop: what is not written by then goes to the spool
+        self._ledger: PendingLedger | None = None
+        self._losses: Counter[str] = Counter()  # cards lost, not yet counted in the store
+        self._loss_source = ""  # names this process's counts in the store (see _count_losses)
+        self._loss_counts = 0
+        self._last_spool_check = 0.0
 
     # --- request side ---------------------------------------------------------------------
 
@@ -116,8 +136,11 @@ class DecisionLog:
             self._queued_cards += len(taken)
             self._pending += len(taken)
             metrics.set_decision_queue(self._queued_cards)
+            if self._ledger is not None:
+                self._ledger.set(self._pending)
             if dropped:
                 self._dropped += dropped
+                self._losses[LossReason.QUEUE_FULL] += dropped
                 metrics.count_decisions_lost("queue_full", dropped)
                 now = time.monotonic()
                 if now - self._last_drop_log >= 60:
@@ -144,7 +167,11 @@ class DecisionLog:
             self._queue = queue.SimpleQueue()
             self._pending = 0
             self._queued_cards = 0
-            self._give_up_at = None
+            self._stopping = False
+            self._wake = threading.Event()
+            self._losses = Counter()
+            self._loss_source = f"{pid}-{secrets.token_hex(6)}"
+            self._ledger = self.spool.ledger() if self.spool is not None else None
             self._thread = threading.Thread(target=self._run, name="cds-decision-log", daemon=True)
             self._thread.start()
             self._pid = pid
@@ -154,33 +181,71 @@ class DecisionLog:
 
     def _run(self) -> None:
         source = self._queue
-        stopping = False
         backlog = False
-        while not stopping:
+        while True:
             first = source.get()
             if first is _STOP:
                 break
-            if not backlog:
+            if not backlog and not self._stopping:
                 # Let a burst of responses gather while sleeping, then take it at once: one
                 # transaction per burst, and no wake-up (and GIL hand-over) per response.
                 time.sleep(BATCH_WAIT_SECONDS)
             batch: list[DecisionRecord] = list(first)
+            stop_seen = False
             while len(batch) < BATCH_SIZE:
                 try:
                     item = source.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
-                    stopping = True
+                    stop_seen = True
                     break
                 batch.extend(item)
             backlog = len(batch) >= BATCH_SIZE
             with self._lock:
                 self._queued_cards -= len(batch)
                 metrics.set_decision_queue(self._queued_cards)
-            self._write(batch)
+            if self._stopping and time.monotonic() >= self._give_up_at:
+                unwritten = batch  # out of time at a stop
+            else:
+                unwritten = self._write(batch)
+            if unwritten:  # only at a stop: the store cannot take them now
+                rest = [] if stop_seen else self._drain(source)
+                self._spool_at_stop(unwritten + rest)
+                self._handled(len(batch) + len(rest))
+                break
+            self._handled(len(batch))
+            if stop_seen:
+                break
+        self._settle_losses()
 
-    def _write(self, batch: list[DecisionRecord]) -> None:
+    def _drain(self, source: queue.SimpleQueue[Any]) -> list[DecisionRecord]:
+        """Everything still queued, up to the stop marker."""
+        records: list[DecisionRecord] = []
+        while True:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                break
+            records.extend(item)
+        with self._lock:
+            self._queued_cards -= len(records)
+            metrics.set_decision_queue(self._queued_cards)
+        return records
+
+    def _handled(self, cards: int) -> None:
+        """`cards` are written, spooled or counted as lost: no longer pending."""
+        with self._idle:
+            self._pending -= cards
+            if self._ledger is not None:
+                self._ledger.set(self._pending)
+            self._idle.notify_all()
+
+    def _write(self, batch: list[DecisionRecord]) -> list[DecisionRecord]:
+        """Write a batch, retrying while the store is down. Returns the records left unwritten,
+        which happens only at a stop (no retrying then: they go to the spool)."""
         delay = self._first_retry
         failures = 0
         unwritten = batch
@@ -193,7 +258,8 @@ class DecisionLog:
                         "decision log writes resumed",
                         extra={"event": "decision_log_recovered", "failed_attempts": failures},
                     )
-                break
+                self._after_write()
+                return []
             except StoreUnavailable as error:
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
@@ -219,24 +285,16 @@ class DecisionLog:
                     )
                 unwritten = self._write_one_by_one(unwritten)
                 if not unwritten:
-                    break
+                    self._after_write()
+                    return []
                 failures += 1
-            give_up_at = self._give_up_at
-            if give_up_at is not None and time.monotonic() + delay > give_up_at:
-                log.error(
-                    "decision log gave up at shutdown; cards were not logged",
-                    extra={"event": "decision_log_lost", "cards": len(unwritten)},
-                )
-                metrics.count_decisions_lost("shutdown", len(unwritten))
-                break
-            time.sleep(delay)
+            if self._stopping:
+                return unwritten
+            self._wake.wait(delay)
             delay = min(delay * 2, self._max_retry)
-        with self._idle:
-            self._pending -= len(batch)
-            self._idle.notify_all()
 
     def _write_one_by_one(self, records: list[DecisionRecord]) -> list[DecisionRecord]:
-        """Write each record alone; drop (and count in the log) those the store refuses.
+        """Write each record alone; drop (and count) those the store refuses.
         Returns the records left for a retry because the store went away meanwhile."""
         left: list[DecisionRecord] = []
         refused: dict[str, int] = {}
@@ -250,6 +308,8 @@ class DecisionLog:
                 refused[type(error).__name__] = refused.get(type(error).__name__, 0) + 1
         if refused:
             metrics.count_decisions_lost("refused", sum(refused.values()))
+            with self._lock:
+                self._losses[LossReason.REFUSED] += sum(refused.values())
             log.error(
                 "decision log dropped cards the store cannot hold",
                 extra={
@@ -259,6 +319,80 @@ class DecisionLog:
                 },
             )
         return left
+
+    def _after_write(self) -> None:
+        """The store took a write: count any lost cards there, and now and then write the
+        spool (of this or another process) and the ledgers of killed workers."""
+        self._count_losses()
+        now = time.monotonic()
+        if self.spool is not None and now - self._last_spool_check >= SPOOL_CHECK_SECONDS:
+            self._last_spool_check = now
+            import_spool(self.spool, self.store)
+
+    def _take_losses(self) -> Counter[str]:
+        with self._lock:
+            losses, self._losses = self._losses, Counter()
+        return losses
+
+    def _count_losses(self) -> bool:
+        """Store the counts of lost cards; True when none are left to store."""
+        losses = self._take_losses()
+        if not losses:
+            return True
+        self._loss_counts += 1
+        source = f"{self._loss_source}-{self._loss_counts}"
+        try:
+            self.store.record_losses(
+                [(f"{source}#{reason}", reason, cards) for reason, cards in losses.items()]
+            )
+        except Exception:  # stored with a later write, or spooled at the stop
+            with self._lock:
+                self._losses.update(losses)
+            return False
+        return True
+
+    def _settle_losses(self) -> None:
+        """At the end of the writer: counts the store cannot take go to the spool."""
+        if not self._count_losses():
+            self._spool_at_stop([])
+
+    def _spool_at_stop(self, records: list[DecisionRecord]) -> None:
+        """Keep in the spool what the store cannot take at a stop, with the counts of cards
+        lost; what the spool cannot keep either is counted in the log."""
+        losses = self._take_losses()
+        error: str | None = "no spool"
+        if self.spool is None:
+            kept, lost = 0, len(records) + sum(losses.values())
+        else:
+            rows: list[DecisionRow] = []
+            pseudonymizer = self.store.pseudonymizer()
+            if pseudonymizer is None:  # never reached the store, and no configured secret
+                losses[LossReason.NOT_SPOOLED] += len(records)
+            else:
+                for record in records:
+                    try:
+                        rows.extend(decision_rows([record], pseudonymizer))
+                    except Exception:  # a value no row can be made of: the store refuses it too
+                        losses[LossReason.REFUSED] += 1
+            outcome = self.spool.write(rows, losses)
+            kept, lost, error = outcome.kept, outcome.lost, outcome.error
+        metrics.count_decisions_lost("shutdown", len(records) - kept)
+        if kept:
+            log.warning(
+                "decision store unavailable at stop; cards kept in the spool",
+                extra={"event": "decision_log_spooled", "cards": kept, "spool": str(self.spool)},
+            )
+        if lost:
+            log.error(
+                "cards were not logged",
+                extra={
+                    "event": "decision_log_lost",
+                    "cards": lost,
+                    # Counted in the spool, they reach the store (and the report) later.
+                    "counted_in": "spool" if error is None else "log",
+                    "reason": error,
+                },
+            )
 
     # --- flushing -------------------------------------------------------------------------
 
@@ -274,14 +408,19 @@ class DecisionLog:
         return True
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush for at most `timeout` seconds and stop the writer (idempotent)."""
+        """Write what is queued for at most `timeout` seconds, spool what the store cannot take
+        by then, and stop the writer (idempotent)."""
         if self._pid != os.getpid() or self._thread is None:
             return
         thread = self._thread
-        deadline = time.monotonic() + timeout
-        self._give_up_at = deadline
+        self._give_up_at = time.monotonic() + timeout
+        self._stopping = True
+        self.store.end_cooldown()
         self._queue.put(_STOP)
-        thread.join(max(0.0, deadline - time.monotonic()))
+        self._wake.set()
+        # A store call under way ends within its own time limit; the writer then spools.
+        limit = self.store.database.operation_seconds or timeout
+        thread.join(timeout + limit + 1.0)
         with self._lock:
             if self._pending:
                 log.error(
@@ -289,5 +428,8 @@ class DecisionLog:
                     extra={"event": "decision_log_lost", "cards": self._pending},
                 )
                 metrics.count_decisions_lost("shutdown", self._pending)
+            elif self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
             self._thread = None
             self._pid = None

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, case, distinct, func, select
 
 from cds_service.protocol.feedback import Outcome
-from cds_service.store.schema import card_decisions, feedback
+from cds_service.store.schema import card_decisions, decision_log_losses, feedback
 
 TOP_REASONS = 3
 
@@ -64,6 +64,8 @@ class OutcomeReport:
     unknown_cards: UnknownCardFeedback
     content_versions: list[str]
     until: datetime | None = None  # exclusive
+    # Cards issued but never logged, by reason (see spool.LossReason); not in `topics`.
+    cards_not_logged: dict[str, int] = field(default_factory=dict)
 
     @property
     def totals(self) -> TopicOutcomes:
@@ -188,7 +190,22 @@ def build_report(
         unknown_cards=_unknown_card_feedback(connection, since, until),
         content_versions=versions,
         until=until,
+        cards_not_logged=_cards_not_logged(connection, since, until),
     )
+
+
+def _cards_not_logged(
+    connection: Connection, since: datetime | None, until: datetime | None
+) -> dict[str, int]:
+    """Counted when they were found lost, in the period."""
+    recorded = decision_log_losses.c.recorded_at
+    query = (
+        select(decision_log_losses.c.reason, func.sum(decision_log_losses.c.cards))
+        .where(*([recorded >= since] if since else []), *([recorded < until] if until else []))
+        .group_by(decision_log_losses.c.reason)
+        .order_by(decision_log_losses.c.reason)
+    )
+    return {reason: int(cards) for reason, cards in connection.execute(query) if cards}
 
 
 def _unknown_card_feedback(

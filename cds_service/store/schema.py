@@ -20,6 +20,8 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -108,6 +110,32 @@ feedback = Table(
     Column("override_comment", Text),
 )
 
+# Cards issued but not logged, counted (never silently lost): dropped from a full queue,
+# refused by the store, left over at a stop when neither the store nor the spool could take
+# them, or queued in a worker that was killed. `source` names where a count was made, so a
+# count imported twice (a spool file read again after a crash) is stored once.
+decision_log_losses = Table(
+    "decision_log_losses",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("source", String(120), nullable=False, unique=True),
+    Column("recorded_at", UtcDateTime, nullable=False, index=True),
+    Column("reason", String(32), nullable=False),
+    Column("cards", Integer, nullable=False),
+)
+
+# Token ids (`jti`) already used, shared by every instance that uses this store (PostgreSQL;
+# a SQLite store keeps them in a file beside it instead). `expires_at` is seconds since the
+# epoch after which the token could not be accepted anyway; rows past it are purged.
+used_tokens = Table(
+    "used_tokens",
+    metadata,
+    Column("issuer", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_used_tokens_expires_at", "expires_at"),
+)
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -121,8 +149,14 @@ def _create_v1(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _create_v2(connection: Connection) -> None:
+    for table in (decision_log_losses, used_tokens):
+        table.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "decision log, feedback and store settings", _create_v1),
+    Migration(2, "cards not logged (counted) and used token ids", _create_v2),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 _POSTGRES_MIGRATION_LOCK = 0x43445348  # any constant shared by every instance ("CDSH")

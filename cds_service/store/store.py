@@ -2,8 +2,10 @@
 (feedback). SQLAlchemy Core over SQLite or PostgreSQL.
 
 Every database failure leaves as StoreUnavailable, without the driver's message (which can
-quote stored values). After a connection failure the store is not tried again for a short
-cool-down, so a down store costs callers nothing rather than a connect timeout each.
+quote stored values). Every operation of the service is bounded in time on the client side
+(database.STORE_OPERATION_SECONDS). After a connection failure or a timeout the store is not
+tried again for a short cool-down, so a down or hung store costs callers nothing rather than
+a timeout each.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from cds_service.protocol.feedback import FeedbackEntry
 from cds_service.store.database import (
     READ_ONLY_OPTION,
+    STORE_OPERATION_SECONDS,
     Database,
     StoreUnavailable,
     ValuesRefused,
@@ -44,12 +47,20 @@ from cds_service.store.database import (
     is_sqlite,
 )
 from cds_service.store.pseudonym import PatientPseudonymizer
-from cds_service.store.schema import SchemaTooNew, card_decisions, feedback, migrate, store_meta
+from cds_service.store.schema import (
+    SchemaTooNew,
+    card_decisions,
+    decision_log_losses,
+    feedback,
+    migrate,
+    store_meta,
+)
+from cds_service.store.watchdog import StoreTimeout, time_limit
 
 log = logging.getLogger(__name__)
 
 _PATIENT_KEY_SECRET = "patient_key_secret"
-_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
+_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout, StoreTimeout)
 
 
 def _values_refused(error: SQLAlchemyError) -> bool:
@@ -127,31 +138,43 @@ def _decision_insert_sql(connection: Connection, rows: int) -> str:
     )
 
 
-def _insert_decision_rows(
-    connection: Connection, records: Sequence[DecisionRecord], pseudonymizer: PatientPseudonymizer
-) -> None:
-    dialect = connection.dialect
-    # Values are converted by the columns' own types, exactly as SQLAlchemy would bind them.
-    converters = [card_decisions.c[name].type.bind_processor(dialect) for name in _DECISION_COLUMNS]
+DecisionRow = tuple[Any, ...]  # a card as stored: the values of _DECISION_COLUMNS, in order
+
+
+def decision_rows(
+    records: Sequence[DecisionRecord], pseudonymizer: PatientPseudonymizer
+) -> list[DecisionRow]:
+    """Cards as the store keeps them: the patient only as its keyed HMAC."""
     patient_keys: dict[str, str] = {}  # a response's cards share one patient: one HMAC
-    values: list[Any] = []
+    rows = []
     for r in records:
         patient_key = patient_keys.get(r.patient_id)
         if patient_key is None:
             patient_key = patient_keys[r.patient_id] = pseudonymizer.pseudonym(r.patient_id)
-        row = (
-            r.card_uuid,
-            r.issued_at,
-            r.service_id,
-            r.hook,
-            r.hook_instance,
-            r.topic,
-            r.indicator,
-            r.content_version,
-            json.dumps(list(r.suggestion_uuids)),
-            patient_key,
-            pseudonymizer.key_id,
+        rows.append(
+            (
+                r.card_uuid,
+                r.issued_at,
+                r.service_id,
+                r.hook,
+                r.hook_instance,
+                r.topic,
+                r.indicator,
+                r.content_version,
+                json.dumps(list(r.suggestion_uuids)),
+                patient_key,
+                pseudonymizer.key_id,
+            )
         )
+    return rows
+
+
+def _insert_decision_rows(connection: Connection, rows: Sequence[DecisionRow]) -> None:
+    dialect = connection.dialect
+    # Values are converted by the columns' own types, exactly as SQLAlchemy would bind them.
+    converters = [card_decisions.c[name].type.bind_processor(dialect) for name in _DECISION_COLUMNS]
+    values: list[Any] = []
+    for row in rows:
         values.extend(
             value if convert is None else convert(value)
             for convert, value in zip(converters, row, strict=True)
@@ -161,20 +184,27 @@ def _insert_decision_rows(
     full_sql = _decision_insert_sql(connection, _DECISION_ROWS_PER_STATEMENT)
     for start in range(0, len(values), step):
         chunk = tuple(values[start : start + step])
-        rows = len(chunk) // width
+        count = len(chunk) // width
         sql = (
             full_sql
-            if rows == _DECISION_ROWS_PER_STATEMENT
-            else _decision_insert_sql(connection, rows)
+            if count == _DECISION_ROWS_PER_STATEMENT
+            else _decision_insert_sql(connection, count)
         )
         connection.exec_driver_sql(sql, chunk)
 
 
 class DecisionStore:
     def __init__(
-        self, url: URL, patient_key_secret: str | None = None, *, cooldown_seconds: float = 2.0
+        self,
+        url: URL,
+        patient_key_secret: str | None = None,
+        *,
+        cooldown_seconds: float = 2.0,
+        operation_seconds: float | None = STORE_OPERATION_SECONDS,
     ) -> None:
-        self.database = Database(url)
+        """`operation_seconds`: the client-side limit of each operation; None for operator
+        commands, which may wait."""
+        self.database = Database(url, operation_seconds)
         self._configured_secret = patient_key_secret
         self._cooldown = cooldown_seconds
         self._unavailable_until = 0.0
@@ -190,11 +220,15 @@ class DecisionStore:
         return describe_url(self.database.url)
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, *, limited: bool = True, seconds: float | None = None) -> Iterator[None]:
+        """Store errors as StoreUnavailable or ValuesRefused; when `limited`, within `seconds`
+        (default: the store's operation limit, if it has one)."""
         if time.monotonic() < self._unavailable_until:
             raise StoreUnavailable("the decision store was unreachable moments ago")
+        limit = (seconds or self.database.operation_seconds) if limited else None
         try:
-            yield
+            with time_limit(limit):
+                yield
         except _UNREACHABLE as error:
             self._unavailable_until = time.monotonic() + self._cooldown
             raise StoreUnavailable(
@@ -206,6 +240,11 @@ class DecisionStore:
                     f"the decision store cannot hold these values ({type(error).__name__})"
                 ) from error
             raise StoreUnavailable(f"the decision store failed ({type(error).__name__})") from error
+
+    def end_cooldown(self) -> None:
+        """Let the next operation try the store even if it failed moments ago (at a stop, where
+        one more attempt costs less than spooling)."""
+        self._unavailable_until = 0.0
 
     def ensure_ready(self) -> None:
         """Create or migrate the schema and load the patient key, once per process."""
@@ -251,17 +290,19 @@ class DecisionStore:
         return value
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A write transaction on a ready store; any failure is StoreUnavailable."""
+    def transaction(self, seconds: float | None = None) -> Iterator[Connection]:
+        """A write transaction on a ready store, within `seconds` (default: the store's
+        operation limit); any failure is StoreUnavailable."""
         self.ensure_ready()
-        with self._guard(), self.database.engine.begin() as connection:
+        with self._guard(seconds=seconds), self.database.engine.begin() as connection:
             yield connection
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read-only connection for reports; any failure is StoreUnavailable."""
+        """A read-only connection for reports, without a time limit; any failure is
+        StoreUnavailable."""
         self.ensure_ready()
-        with self._guard(), self.database.engine.connect() as connection:
+        with self._guard(limited=False), self.database.engine.connect() as connection:
             connection.execution_options(**{READ_ONLY_OPTION: True})
             if connection.dialect.name == "postgresql":
                 # The service's 5 s statement limit is for requests; a report over a year
@@ -274,21 +315,44 @@ class DecisionStore:
 
     # --- writes ---------------------------------------------------------------------------
 
+    def pseudonymizer(self) -> PatientPseudonymizer | None:
+        """The patient key, also without the store: from the configured secret, or as loaded
+        from the store by this process or the one it was forked from; None if neither."""
+        if self._pseudonymizer is None and self._configured_secret:
+            self._pseudonymizer = PatientPseudonymizer(self._configured_secret)
+        return self._pseudonymizer
+
     def record_decisions(self, records: Sequence[DecisionRecord]) -> None:
         """Store cards as issued. Idempotent: a card uuid already stored is skipped."""
         if not records:
             return
+        self.ensure_ready()
+        pseudonymizer = self._pseudonymizer
+        assert pseudonymizer is not None  # set by ensure_ready
+        self.record_decision_rows(decision_rows(records, pseudonymizer))
+
+    def record_decision_rows(
+        self, rows: Sequence[DecisionRow], losses: Sequence[tuple[str, str, int]] = ()
+    ) -> None:
+        """Store cards in their stored form (as spooled), and counts of cards lost
+        (source, reason, cards), in one transaction. Idempotent, like record_decisions."""
         with self.transaction() as connection:
-            pseudonymizer = self._pseudonymizer
-            assert pseudonymizer is not None  # set by ensure_ready
-            _insert_decision_rows(connection, records, pseudonymizer)
-            # Feedback can outrun the decision log; it is no longer "unknown" once the card is.
-            connection.execute(
-                update(feedback)
-                .where(feedback.c.card_uuid.in_([r.card_uuid for r in records]))
-                .where(feedback.c.card_known.is_(False))
-                .values(card_known=True)
-            )
+            if rows:
+                _insert_decision_rows(connection, rows)
+                # Feedback can outrun the decision log; it is not "unknown" once the card is.
+                connection.execute(
+                    update(feedback)
+                    .where(feedback.c.card_uuid.in_([row[0] for row in rows]))
+                    .where(feedback.c.card_known.is_(False))
+                    .values(card_known=True)
+                )
+            if losses:
+                _insert_losses(connection, losses)
+
+    def record_losses(self, losses: Sequence[tuple[str, str, int]]) -> None:
+        """Counts of cards issued but never logged: (source, reason, cards) each; a source
+        already stored is skipped."""
+        self.record_decision_rows((), losses)
 
     def record_feedback(
         self, service_id: str, entries: Iterable[FeedbackEntry], received_at: datetime | None = None
@@ -313,6 +377,15 @@ class DecisionStore:
                 stored += result.rowcount
         unknown = sum(1 for e in entries if e.card_uuid not in known)
         return FeedbackReceipt(received=len(entries), stored=stored, unknown_cards=unknown)
+
+
+def _insert_losses(connection: Connection, losses: Sequence[tuple[str, str, int]]) -> None:
+    statement = insert_ignoring_duplicates(connection, decision_log_losses, ["source"])
+    now = datetime.now(UTC)
+    for source, reason, cards in losses:
+        connection.execute(
+            statement.values(source=source, recorded_at=now, reason=reason, cards=cards)
+        )
 
 
 def _feedback_row(
@@ -345,4 +418,4 @@ def open_existing_store(url: URL, patient_key_secret: str | None = None) -> Deci
             f"there is no decision store at {url.database} (set CDS_DATABASE_URL to the "
             "store the service writes)"
         )
-    return DecisionStore(url, patient_key_secret)
+    return DecisionStore(url, patient_key_secret, operation_seconds=None)

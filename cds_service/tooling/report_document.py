@@ -122,4 +122,8 @@ def report_document(report: OutcomeReport, names: Names) -> dict[str, Any]:
             "accepted": unknown.accepted,
             "overridden": unknown.overridden,
         },
+        "cardsNotLogged": {
+            "total": sum(report.cards_not_logged.values()),
+            "byReason": report.cards_not_logged,
+        },
     }
