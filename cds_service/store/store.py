@@ -336,18 +336,19 @@ class DecisionStore:
     ) -> None:
         """Store cards in their stored form (as spooled), and counts of cards lost
         (source, reason, cards), in one transaction. Idempotent, like record_decisions."""
+        card_uuids = [row[0] for row in rows]
         with self.transaction() as connection:
             if rows:
                 _insert_decision_rows(connection, rows)
                 # Feedback can outrun the decision log; it is not "unknown" once the card is.
-                connection.execute(
-                    update(feedback)
-                    .where(feedback.c.card_uuid.in_([row[0] for row in rows]))
-                    .where(feedback.c.card_known.is_(False))
-                    .values(card_known=True)
-                )
+                _link_feedback(connection, card_uuids)
             if losses:
                 _insert_losses(connection, losses)
+        if rows and self._concurrent_writers:
+            # Feedback stored while this transaction was open was invisible to it (and this
+            # card to the feedback's); whichever commits last links them (see record_feedback).
+            with self.transaction() as connection:
+                _link_feedback(connection, card_uuids)
 
     def record_losses(self, losses: Sequence[tuple[str, str, int]]) -> None:
         """Counts of cards issued but never logged: (source, reason, cards) each; a source
@@ -361,13 +362,7 @@ class DecisionStore:
         entries = list(entries)
         received_at = received_at or datetime.now(UTC)
         with self.transaction() as connection:
-            known = set(
-                connection.scalars(
-                    select(card_decisions.c.card_uuid).where(
-                        card_decisions.c.card_uuid.in_(sorted({e.card_uuid for e in entries}))
-                    )
-                )
-            )
+            known = _logged_cards(connection, {e.card_uuid for e in entries})
             statement = insert_ignoring_duplicates(connection, feedback, ["entry_hash"])
             stored = 0
             for entry in entries:
@@ -375,8 +370,49 @@ class DecisionStore:
                     statement.values(_feedback_row(service_id, entry, known, received_at))
                 )
                 stored += result.rowcount
+        unseen = {e.card_uuid for e in entries} - known
+        if unseen and self._concurrent_writers:
+            known |= self._link_after_commit(unseen)
         unknown = sum(1 for e in entries if e.card_uuid not in known)
         return FeedbackReceipt(received=len(entries), stored=stored, unknown_cards=unknown)
+
+    @property
+    def _concurrent_writers(self) -> bool:
+        """PostgreSQL runs the decision log's and the feedback's transactions side by side,
+        each blind to the other until it commits; SQLite runs them one after the other."""
+        return not is_sqlite(self.url)
+
+    def _link_after_commit(self, card_uuids: set[str]) -> set[str]:
+        """Cards logged by a transaction that ran beside the feedback's: link the feedback to
+        them now. Either this or the decision log's own check after its commit sees the other
+        (READ COMMITTED: each statement sees every earlier commit), so no link is missed."""
+        try:
+            with self.transaction() as connection:
+                logged = _logged_cards(connection, card_uuids)
+                if logged:
+                    _link_feedback(connection, logged)
+        except StoreUnavailable:  # the feedback is stored; the decision log links it later
+            return set()
+        return logged
+
+
+def _logged_cards(connection: Connection, card_uuids: Iterable[str]) -> set[str]:
+    return set(
+        connection.scalars(
+            select(card_decisions.c.card_uuid).where(
+                card_decisions.c.card_uuid.in_(sorted(card_uuids))
+            )
+        )
+    )
+
+
+def _link_feedback(connection: Connection, card_uuids: Iterable[str]) -> None:
+    connection.execute(
+        update(feedback)
+        .where(feedback.c.card_uuid.in_(list(card_uuids)))
+        .where(feedback.c.card_known.is_(False))
+        .values(card_known=True)
+    )
 
 
 def _insert_losses(connection: Connection, losses: Sequence[tuple[str, str, int]]) -> None:
