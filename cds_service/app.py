@@ -44,7 +44,10 @@ def create_app(
 ) -> Flask:
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime.load(settings)
-    authenticator = authenticator or Authenticator.from_settings(settings)
+    # No connection is made here: engines are per process, made on first use after fork.
+    url = parse_database_url(settings.database_url)
+    store = DecisionStore(url, settings.patient_key_secret)
+    authenticator = authenticator or Authenticator.from_settings(settings, store)
     _enable_metrics(settings)
     app = Flask("cds_service")
     app.request_class = BoundedRequest
@@ -61,9 +64,6 @@ def create_app(
     app.extensions["cds_client_profile"] = settings.client_profile
     # Base URL of the links cards carry; None: each request's own (development mode).
     app.extensions["cds_public_url"] = settings.public_url
-    # No connection is made here: engines are per process, made on first use after fork.
-    url = parse_database_url(settings.database_url)
-    store = DecisionStore(url, settings.patient_key_secret)
     spool = Spool(settings.spool_dir or default_spool_folder(url), url, settings.spool_max_bytes)
     app.extensions["cds_store"] = store
     app.extensions["cds_decision_log"] = DecisionLog(

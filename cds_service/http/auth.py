@@ -32,7 +32,8 @@ from cds_service.http.jwks import (
     VerificationKey,
     parse_key_set,
 )
-from cds_service.http.replay import ReplayCache, ReplayCacheError
+from cds_service.http.replay import ReplayCacheError, UsedTokens, used_tokens_record
+from cds_service.store.store import DecisionStore
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Authenticator:
         clients: Sequence[TrustedClient],
         public_url: str,
         *,
-        replay_cache: ReplayCache,
+        replay_cache: UsedTokens,
         key_sets: KeySetCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -143,15 +144,18 @@ class Authenticator:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Authenticator | None:
+    def from_settings(cls, settings: Settings, store: DecisionStore) -> Authenticator | None:
+        """With trusted clients configured, an authenticator recording used token ids where
+        `store` says (see http/replay.py); None in development mode."""
         if not settings.trusted_clients:
             return None
         if not settings.public_url:
             raise ConfigError("CDS_PUBLIC_URL must be set when CDS_TRUSTED_CLIENTS is")
         try:
-            replay_cache = ReplayCache(settings.replay_db)
+            replay_cache = used_tokens_record(settings.replay_db, store)
         except ReplayCacheError as error:
-            raise ConfigError(f"CDS_REPLAY_DB: {error}") from None
+            where = "CDS_REPLAY_DB" if settings.replay_db else "the record of used tokens"
+            raise ConfigError(f"{where}: {error}") from None
         return cls(settings.trusted_clients, settings.public_url, replay_cache=replay_cache)
 
     @property
