@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds_service.card_builder.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ClientProfile
+from cds_service.fhir.servers import is_forbidden_host
+from cds_service.fhir.servers import origin as fhir_origin
 from cds_service.protocol.bounds import DEFAULT_MAX_CARDS
 from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
 from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
@@ -108,9 +110,11 @@ class TrustedClient:
     tenants: tuple[str, ...] = ()
     # How this client applies suggestions; None: the service-wide CDS_CLIENT_PROFILE.
     profile: ClientProfile | None = None
+    # The FHIR server origins its calls may name as fhirServer; None: not limited.
+    fhir_servers: tuple[str, ...] | None = None
 
 
-_CLIENT_MEMBERS = ("iss", "jku", "jwks", "tenant", "profile")
+_CLIENT_MEMBERS = ("iss", "jku", "jwks", "tenant", "profile", "fhirServers")
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -156,13 +160,45 @@ def _trusted_client(entry: Any, where: str) -> TrustedClient:
         raise ConfigError(
             f'{where}: "profile" must be one of {", ".join(PROFILE_NAMES)}, got {profile!r}'
         )
+    servers = entry.get("fhirServers")
+    if servers is not None and not (
+        isinstance(servers, list) and all(isinstance(item, str) for item in servers)
+    ):
+        raise ConfigError(f'{where}: "fhirServers" must be a list of origins')
     return TrustedClient(
         issuer,
         jku,
         jwks,
         tuple(tenants or ()),
         ClientProfile(profile) if profile is not None else None,
+        None if servers is None else _fhir_origins(servers, f'{where}: "fhirServers"'),
     )
+
+
+def _fhir_origins(items: list[str], where: str) -> tuple[str, ...]:
+    """FHIR server origins (scheme://host[:port]); a path or a metadata host is refused."""
+    origins = []
+    for item in items:
+        try:
+            parts = urlsplit(item.strip())
+        except ValueError:
+            parts = None
+        found = fhir_origin(item)
+        if (
+            parts is None
+            or found is None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise ConfigError(
+                f"{where} must hold origins like https://fhir.example.org (no path), got {item!r}"
+            )
+        if is_forbidden_host(urlsplit(found).hostname or ""):
+            raise ConfigError(f"{where}: {item!r} is a cloud metadata or link-local address")
+        origins.append(found)
+    return tuple(dict.fromkeys(origins))
 
 
 def _trusted_clients(environ: Mapping[str, str]) -> tuple[TrustedClient, ...]:
@@ -292,6 +328,14 @@ def _folder(environ: Mapping[str, str], name: str, *, create: bool = False) -> s
     raise ConfigError(f"{name} must be a folder, got {path!r}")
 
 
+def _fhir_servers(environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    name = "CDS_FHIR_SERVERS"
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return None
+    return _fhir_origins([item for item in raw.split(",") if item.strip()], name)
+
+
 @dataclass(frozen=True)
 class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -305,6 +349,9 @@ class Settings:
     # Connect and read timeout of one FHIR call; never more than the deadline.
     fhir_timeout_seconds: float = DEFAULT_FHIR_DEADLINE_SECONDS
     fhir_max_pages: int = DEFAULT_FHIR_MAX_PAGES
+    # The FHIR server origins any call may name as fhirServer; None: any (but never a cloud
+    # metadata or link-local address).
+    fhir_servers: tuple[str, ...] | None = None
     # Empty: development mode, service calls are accepted without a JWT.
     trusted_clients: tuple[TrustedClient, ...] = ()
     public_url: str | None = None
@@ -366,6 +413,7 @@ class Settings:
             fhir_deadline_seconds=deadline,
             fhir_timeout_seconds=timeout,
             fhir_max_pages=_positive_int(env, "CDS_FHIR_MAX_PAGES", DEFAULT_FHIR_MAX_PAGES),
+            fhir_servers=_fhir_servers(env),
             trusted_clients=trusted_clients,
             public_url=_public_url(env, required=bool(trusted_clients)),
             cors_origins=_cors_origins(env, trusted_clients),

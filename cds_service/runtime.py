@@ -17,6 +17,7 @@ from cds_service.content_version import content_version
 from cds_service.fhir.access import FhirFetcher, PatientDataGatherer
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.parsing import KNOWN_TYPES
+from cds_service.fhir.servers import FhirServerPolicy
 from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
 from cds_service.protocol.request import schema_problems
@@ -73,7 +74,7 @@ class Runtime:
             services=services,
             record_builder=RecordBuilder(terminology),
             card_builder=CardBuilder(content, terminology),
-            gatherer=PatientDataGatherer(fetcher),
+            gatherer=PatientDataGatherer(fetcher, FhirServerPolicy.of(settings.fhir_servers)),
             today=clock,
             max_cards=settings.max_cards,
         )

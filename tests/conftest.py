@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,23 @@ def app(runtime: Runtime, app_settings: Settings) -> Iterator[Flask]:
     yield application
     application.extensions["cds_decision_log"].close()
     application.extensions["cds_store"].dispose()
+
+
+@pytest.fixture
+def make_app(runtime: Runtime) -> Iterator[Callable[..., Flask]]:
+    """Apps with the given settings (and the session's runtime unless given), each like a
+    separate service instance; their decision logs and stores are closed after the test."""
+    made: list[Flask] = []
+
+    def _make(settings: Settings, runtime_for_app: Runtime | None = None) -> Flask:
+        application = create_app(settings, runtime=runtime_for_app or runtime)
+        made.append(application)
+        return application
+
+    yield _make
+    for application in made:
+        application.extensions["cds_decision_log"].close()
+        application.extensions["cds_store"].dispose()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -153,20 +154,39 @@ def test_invalid_json_means_missing(fhir: FhirClient, body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "words"),
+    "error",
     [
-        (requests.ReadTimeout("slow"), "did not answer"),
-        (requests.ConnectTimeout("slow"), "did not answer"),
-        (requests.ConnectionError("refused"), "could not be reached"),
-        (requests.exceptions.ChunkedEncodingError("broken"), "failed"),
+        requests.ReadTimeout("slow"),
+        requests.ConnectTimeout("slow"),
+        requests.ConnectionError(ConnectionRefusedError("refused")),
+        requests.exceptions.ChunkedEncodingError("broken"),
     ],
 )
 @responses.activate
-def test_transport_failures_mean_missing(fhir: FhirClient, error: Exception, words: str) -> None:
+def test_transport_failures_mean_missing_in_one_wording(
+    fhir: FhirClient, error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
     responses.get(f"{BASE}/Condition?patient=p1", body=error)
-    result = _one(fhir)
+    with caplog.at_level(logging.INFO, logger="cds_service"):
+        result = _one(fhir)
     assert result.resources is None
-    assert words in result.problem
+    # The caller cannot tell a refused connection from a slow or broken answer ...
+    assert result.problem == fhir.unreachable
+    assert "could not be reached or did not answer in time (2 s a request, 2 s in all)" in (
+        result.problem
+    )
+    # ... the log can.
+    assert _logged_cause(caplog) in {
+        "ReadTimeout",
+        "ConnectTimeout",
+        "ConnectionRefusedError",
+        "ChunkedEncodingError",
+    }
+
+
+def _logged_cause(caplog: pytest.LogCaptureFixture) -> str:
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "fhir_query"]
+    return str(record.cause)
 
 
 def test_a_defect_while_reading_costs_one_query_not_the_call(
@@ -283,31 +303,37 @@ def test_a_forked_worker_starts_its_own_threads_and_connections(fhir: FhirClient
     assert server.connections == 2  # the child did not reuse the parent's socket
 
 
-def test_one_deadline_covers_every_page_of_a_query(quick: FhirClient) -> None:
+def test_one_deadline_covers_every_page_of_a_query(
+    quick: FhirClient, caplog: pytest.LogCaptureFixture
+) -> None:
     def respond(path: str) -> Reply:
         page = int(path.rsplit("=", 1)[1])
         return Reply.json(searchset([CONDITION], f"C?page={page + 1}"), delay=0.3)
 
     many_pages = FhirClient(deadline_seconds=0.5, timeout_seconds=0.5, max_pages=10)
     try:
-        with local_fhir_server(respond) as server:
+        with local_fhir_server(respond) as server, caplog.at_level(logging.INFO):
             result = many_pages.fetch(FhirServer(server.base_url), [FhirQuery("c", "C?page=1")])
     finally:
         many_pages.close()
     # Every page alone is within the per-call timeout; together they overrun the deadline.
     assert result["c"].resources is None
-    assert "0.5 s deadline" in result["c"].problem
+    assert "0.5 s in all" in result["c"].problem
+    assert _logged_cause(caplog) == "deadline"
 
 
 def test_per_call_timeout_is_shorter_than_the_deadline_when_configured() -> None:
     patient = FhirClient(deadline_seconds=3, timeout_seconds=0.3, max_pages=3)
     try:
         with local_fhir_server(lambda path: Reply.json(searchset([]), delay=2)) as server:
-            result = patient.fetch(FhirServer(server.base_url), [FhirQuery("c", "C")])
+            result, seconds = timed(
+                lambda: patient.fetch(FhirServer(server.base_url), [FhirQuery("c", "C")])
+            )
     finally:
         patient.close()
     assert result["c"].resources is None
-    assert "0.3 s timeout" in result["c"].problem
+    assert "0.3 s a request" in result["c"].problem
+    assert seconds < 1.5  # the request's own timeout, not the 3 s deadline
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,9 @@ from flask import Flask
 from jwt_clients import PUBLIC_URL, SIGN_PATH, bearer, es384_client
 from postgres_server import PostgresServer
 
-from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.http.auth import Authenticator
 from cds_service.http.replay import ReplayCache, StoreReplayCache
-from cds_service.runtime import Runtime
 from cds_service.store.database import parse_database_url
 from cds_service.store.store import DecisionStore
 
@@ -42,19 +40,9 @@ def _settings(database_url: str, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-def instances(runtime: Runtime) -> Iterator[Callable[..., Flask]]:
+def instances(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
     """Apps made like separate service instances (each its own store engine and record)."""
-    made: list[Flask] = []
-
-    def _make(database_url: str, **changes: Any) -> Flask:
-        app = create_app(_settings(database_url, **changes), runtime=runtime)
-        made.append(app)
-        return app
-
-    yield _make
-    for app in made:
-        app.extensions["cds_decision_log"].close()
-        app.extensions["cds_store"].dispose()
+    return lambda database_url, **changes: make_app(_settings(database_url, **changes))
 
 
 def _call(app: Flask, token: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
+from cds_service.fhir.servers import FhirServerPolicy
 from cds_service.record.model import DataCategory
 
 _CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z][A-Za-z0-9]*)\s*\}\}")
@@ -96,12 +97,21 @@ def _prefetch_state(prefetch: Mapping[str, Any], key: str) -> str:
 
 
 class PatientDataGatherer:
-    def __init__(self, fetcher: FhirFetcher | None = None) -> None:
+    def __init__(
+        self, fetcher: FhirFetcher | None = None, policy: FhirServerPolicy | None = None
+    ) -> None:
         self._fetcher = fetcher
+        self._policy = policy or FhirServerPolicy()
 
     def gather(
-        self, request: Any, needed: Iterable[DataCategory], templates: Mapping[str, str]
+        self,
+        request: Any,
+        needed: Iterable[DataCategory],
+        templates: Mapping[str, str],
+        client_servers: Sequence[str] | None = None,
     ) -> GatheredData:
+        """The data, from prefetch or the FHIR server; `client_servers`: the FHIR server
+        origins the calling client may name (None: any the service's policy allows)."""
         prefetch: Mapping[str, Any] = request.prefetch
         context: Mapping[str, Any] = request.context
         data: dict[DataCategory, list[dict[str, Any]] | None] = {}
@@ -132,8 +142,14 @@ class PatientDataGatherer:
 
         if not queries:
             return GatheredData(data=data, missing=missing)
-        if self._fetcher is None or not request.fhir_server:
-            source = "no fhirServer was given" if not request.fhir_server else "fetching is off"
+        refusal = None
+        if self._fetcher is not None and request.fhir_server:
+            refusal = self._policy.refusal(request.fhir_server, client_servers)
+        if self._fetcher is None or not request.fhir_server or refusal:
+            if not request.fhir_server:
+                source = "no fhirServer was given"
+            else:
+                source = refusal or "fetching is off"
             for category in queries:
                 data[category] = None
                 missing[category] = (

@@ -8,8 +8,14 @@ fork of the preloaded app.
 
 The EHR's token goes only to the EHR's FHIR server: redirects are never followed, and a
 next-page link to another origin is refused. Cookies are never kept, so nothing set for one
-user's call rides on another's. Logs name the query by its prefetch key, with status and
-timing; never a URL (it holds the patient id), the token or any content.
+user's call rides on another's. A connection is made only to the addresses its host name
+resolved to and were checked: never to a link-local or cloud metadata address (servers.py).
+Answers are decompressed here, a bounded step at a time, so a compressed answer counts
+against the size cap and the deadline by what it inflates to (a "gzip bomb" cannot overrun
+either). Every failure to get an answer reads the same to the caller, so the 412 wording does
+not tell a closed port from an open one; the log names the cause. Logs name the query by its
+prefetch key, with status and timing; never a URL (it holds the patient id), the token or any
+content.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
@@ -30,14 +38,23 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 from cds_service import metrics
 from cds_service.fhir.access import FetchResult, FhirQuery, FhirServer
 from cds_service.fhir.parsing import is_failed_result, loads_json, next_page_link, resources_of
+from cds_service.fhir.servers import REFUSED_ADDRESS, is_forbidden_address, is_forbidden_host
 
 log = logging.getLogger(__name__)
 
-_ACCEPT = {"Accept": "application/fhir+json, application/json;q=0.9"}
+# Only encodings this module decodes itself, step by step (see _Inflater).
+_ACCEPT = {
+    "Accept": "application/fhir+json, application/json;q=0.9",
+    "Accept-Encoding": "gzip, deflate",
+}
 _CHUNK_BYTES = 64 * 1024
 # A page bigger than this is not a sane search result; stop reading rather than fill memory.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
@@ -65,10 +82,117 @@ class _BearerToken(AuthBase):
 
 
 class _QueryFailed(Exception):
-    def __init__(self, problem: str, status: int | None = None) -> None:
+    def __init__(self, problem: str, status: int | None = None, cause: str = "") -> None:
         super().__init__(problem)
         self.problem = problem
         self.status = status
+        self.cause = cause or problem  # for the log
+
+
+class AddressRefused(Exception):
+    """The FHIR server's host name resolved to a link-local or cloud metadata address."""
+
+
+def _checked_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
+    """getaddrinfo for a connection, refused if any address is link-local or metadata (a name
+    with one such address among others could be made to connect to it)."""
+    host = host.strip("[]")
+    if is_forbidden_host(host):
+        raise AddressRefused(host)
+    found = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+    if any(is_forbidden_address(str(address[0])) for *_, address in found):
+        raise AddressRefused(host)
+    return found
+
+
+class _CheckedConnectionMixin:
+    """Connects only to the addresses that were checked (never resolving the name twice, so a
+    name cannot resolve to a safe address for the check and another for the connection)."""
+
+    host: str
+    port: int
+    timeout: Any
+    socket_options: Any
+    _dns_host: str
+
+    def _new_conn(self) -> socket.socket:
+        try:
+            found = _checked_addresses(self._dns_host, self.port)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error  # type: ignore[arg-type]
+        failure: OSError | None = None
+        for family, kind, protocol, _, address in found:
+            sock = socket.socket(family, kind, protocol)
+            try:
+                for option in self.socket_options or ():
+                    sock.setsockopt(*option)
+                if self.timeout is None or isinstance(self.timeout, int | float):
+                    sock.settimeout(self.timeout)
+                sock.connect(address)
+                return sock
+            except OSError as error:
+                failure = error
+                sock.close()
+        if isinstance(failure, TimeoutError):
+            raise ConnectTimeoutError(self, f"connection to {self.host} timed out") from failure
+        raise NewConnectionError(self, f"failed to connect: {failure}") from failure  # type: ignore[arg-type]
+
+
+class _CheckedHTTPConnection(_CheckedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_CheckedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _CheckedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool,
+            "https": _CheckedHTTPSPool,
+        }
+
+
+class _Inflater:
+    """Decodes a gzip or deflate body a bounded step at a time: no step yields more than
+    _CHUNK_BYTES, so size and deadline are checked as the body inflates, not after."""
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding == "gzip"
+        # gzip; deflate is zlib-wrapped by the standard, raw in some servers (tried next).
+        self._window = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
+        self._decoder = zlib.decompressobj(self._window)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            try:
+                out = self._decoder.decompress(data, _CHUNK_BYTES)
+            except zlib.error:
+                if self._gzip or self._started:
+                    raise
+                self._window = -zlib.MAX_WBITS
+                self._decoder = zlib.decompressobj(self._window)
+                out = self._decoder.decompress(data, _CHUNK_BYTES)
+            self._started = True
+            data = self._decoder.unconsumed_tail
+            if self._decoder.eof and self._gzip and self._decoder.unused_data:
+                data = self._decoder.unused_data  # another gzip member follows
+                self._decoder = zlib.decompressobj(self._window)
+            if out:
+                yield out
+            if not data and len(out) < _CHUNK_BYTES:
+                return
 
 
 @dataclass(frozen=True)
@@ -78,6 +202,7 @@ class _Outcome:
     status: int | None
     pages: int
     seconds: float
+    cause: str = ""  # for the log: what exactly failed (the problem may say less)
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
@@ -91,7 +216,7 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
 
 def _new_session(pool_size: int) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    adapter = _CheckedAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -159,7 +284,9 @@ class FhirClient:
                 outcome = self._outcome_of(future)
             else:
                 future.cancel()
-                outcome = _Outcome(None, self._late(), None, 0, time.monotonic() - started)
+                outcome = _Outcome(
+                    None, self.unreachable, None, 0, time.monotonic() - started, "deadline"
+                )
             results[query.key] = FetchResult(outcome.resources, outcome.problem)
             metrics.count_fhir_read(
                 query.key,
@@ -179,6 +306,7 @@ class FhirClient:
                     "pages": outcome.pages,
                     "resources": len(outcome.resources or ()),
                     "problem": outcome.problem or None,
+                    "cause": outcome.cause or None,
                     "duration_ms": round(outcome.seconds * 1000, 1),
                 },
             )
@@ -195,8 +323,18 @@ class FhirClient:
             )
             return _Outcome(None, "the FHIR answer could not be processed", None, 0, 0.0)
 
-    def _late(self) -> str:
-        return f"the FHIR server did not answer within the {self.deadline_seconds:g} s deadline"
+    @property
+    def unreachable(self) -> str:
+        """The one wording for a server that cannot be had: refused, reset, not resolved, not
+        answering, too slow, not speaking HTTP. A caller cannot tell them apart (so the service
+        is no port scanner); the log names the cause."""
+        return (
+            "the FHIR server could not be reached or did not answer in time "
+            f"({self.timeout_seconds:g} s a request, {self.deadline_seconds:g} s in all)"
+        )
+
+    def _late(self, status: int | None = None) -> _QueryFailed:
+        return _QueryFailed(self.unreachable, status, "deadline")
 
     def _read_all(
         self,
@@ -217,7 +355,7 @@ class FhirClient:
                 if pages >= self.max_pages:
                     raise _QueryFailed(f"the search has more than {self.max_pages} pages", status)
                 if abandoned.is_set() or time.monotonic() >= deadline:
-                    raise _QueryFailed(self._late(), status)
+                    raise self._late(status)
                 status, document = self._get(session, url, server.access_token, deadline)
                 pages += 1
                 if is_failed_result(document):
@@ -230,21 +368,14 @@ class FhirClient:
                 link = next_page_link(document)
                 url = self._next_url(server, url, link) if link else None
         except _QueryFailed as failure:
-            problem, status = failure.problem, failure.status or status
-        except (requests.Timeout, urllib3.exceptions.TimeoutError):
-            problem = self._timed_out(deadline)
-        except requests.ConnectionError:
-            problem = "the FHIR server could not be reached"
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
-            problem = f"the FHIR request failed ({type(error).__name__})"
+            problem, status, cause = failure.problem, failure.status or status, failure.cause
+        except AddressRefused:
+            problem, cause = REFUSED_ADDRESS, "address refused"
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            problem, cause = self.unreachable, _transport_cause(error)
         else:
             return _Outcome(resources, "", status, pages, time.monotonic() - started)
-        return _Outcome(None, problem, status, pages, time.monotonic() - started)
-
-    def _timed_out(self, deadline: float) -> str:
-        if time.monotonic() >= deadline - 0.01:
-            return self._late()
-        return f"the FHIR server did not answer within the {self.timeout_seconds:g} s timeout"
+        return _Outcome(None, problem, status, pages, time.monotonic() - started, cause)
 
     @staticmethod
     def _first_url(server: FhirServer, url: str) -> str:
@@ -269,7 +400,7 @@ class FhirClient:
     ) -> tuple[int, Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _QueryFailed(self._late())
+            raise self._late()
         timeout = min(self.timeout_seconds, remaining)
         with session.get(
             url,
@@ -300,19 +431,47 @@ class FhirClient:
     def _read_body(
         self, response: requests.Response, deadline: float, status: int, limit: int = 0
     ) -> bytes:
-        """The body, read as it arrives so that a server trickling bytes cannot outlast the
-        deadline (a socket timeout alone restarts with every byte)."""
+        """The body, decoded and read as it arrives: a server trickling bytes cannot outlast
+        the deadline (a socket timeout alone restarts with every byte), and a compressed body
+        counts by what it inflates to, checked every _CHUNK_BYTES."""
         raw = response.raw
         read = getattr(raw, "read1", None) or raw.read
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip", "deflate"):
+            raise _QueryFailed("the FHIR server's answer has an unsupported encoding", status)
+        inflater = _Inflater(encoding) if encoding in ("gzip", "deflate") else None
+        cap = limit or MAX_PAGE_BYTES
         chunks: list[bytes] = []
         size = 0
         while True:
-            chunk = read(_CHUNK_BYTES, decode_content=True)
-            if not chunk:
+            received = read(_CHUNK_BYTES, decode_content=False)
+            if not received:
                 return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > (limit or MAX_PAGE_BYTES):
-                raise _QueryFailed("the FHIR server's answer is too large", status)
+            try:
+                for chunk in inflater.feed(received) if inflater else (received,):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > cap:
+                        raise _QueryFailed("the FHIR server's answer is too large", status)
+                    if time.monotonic() >= deadline:
+                        raise self._late(status)
+            except zlib.error:
+                raise _QueryFailed(
+                    "the FHIR server's answer is not validly compressed", status
+                ) from None
             if time.monotonic() >= deadline:
-                raise _QueryFailed(self._late(), status)
+                raise self._late(status)
+
+
+def _transport_cause(error: BaseException) -> str:
+    """The innermost cause of a transport failure, for the log (e.g. ConnectionRefusedError)."""
+    seen = 0
+    while seen < 10:
+        seen += 1
+        inner = getattr(error, "reason", None) or (error.args[0] if error.args else None)
+        if not isinstance(inner, BaseException):
+            inner = error.__cause__ or error.__context__
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    return type(error).__name__

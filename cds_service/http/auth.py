@@ -65,6 +65,8 @@ class AuthenticatedClient:
     tenant: str | None
     jti: str
     profile: ClientProfile | None = None
+    # The FHIR server origins this client may name (its `fhirServers`); None: not limited.
+    fhir_servers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class _Client:
     pinned_keys: Mapping[str, VerificationKey] | None
     tenants: frozenset[str]
     profile: ClientProfile | None = None
+    fhir_servers: tuple[str, ...] | None = None
 
 
 def requires_authentication(path: str) -> bool:
@@ -135,6 +138,7 @@ class Authenticator:
                 _pinned_keys(client),
                 frozenset(client.tenants),
                 client.profile,
+                client.fhir_servers,
             )
             for client in clients
         }
@@ -263,7 +267,11 @@ class Authenticator:
             raise TokenRejected("jti replayed", client.issuer)
         tenant = claims.get("tenant")
         return AuthenticatedClient(
-            client.issuer, tenant if isinstance(tenant, str) else None, jti, client.profile
+            client.issuer,
+            tenant if isinstance(tenant, str) else None,
+            jti,
+            client.profile,
+            client.fhir_servers,
         )
 
 
@@ -317,4 +325,5 @@ def register_authentication(app: Flask, authenticator: Authenticator | None) -> 
             return json_error(503, "The service cannot check credentials right now.", "transient")
         g.issuer, g.tenant, g.jti = client.issuer, client.tenant, client.jti
         g.client_profile = client.profile
+        g.fhir_servers = client.fhir_servers
         return None

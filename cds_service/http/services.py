@@ -35,7 +35,7 @@ def call_service(service_id: str) -> Response:
         g.hook_instance = document["hookInstance"]
     options = _card_options()
     g.profile = options.profile.value
-    outcome = runtime.handler.handle(service_id, document, options)
+    outcome = runtime.handler.handle(service_id, document, options, g.get("fhir_servers"))
     if outcome.cards:
         decision_log: DecisionLog = current_app.extensions["cds_decision_log"]
         decision_log.record(

@@ -122,7 +122,11 @@ class HookHandler:
         service_id: str,
         document: dict[str, Any],
         options: CardOptions = DEFAULT_OPTIONS,
+        client_servers: tuple[str, ...] | None = None,
     ) -> HookOutcome:
+        """Answer one hook call, shaping the cards by `options`. `client_servers`: the FHIR
+        server origins the calling client may name as fhirServer (None: any the service
+        allows)."""
         service = self.service(service_id)
         request = parse_hook_request(document, service)
         today = self._today()
@@ -140,7 +144,9 @@ class HookHandler:
                     )
                 built_drafts = drafts.orders
 
-        gathered = self._gatherer.gather(request, tuple(DataCategory), service.prefetch)
+        gathered = self._gatherer.gather(
+            request, tuple(DataCategory), service.prefetch, client_servers
+        )
         missing = tuple(gathered.missing)
         if any(category in gathered.missing for category in DECISION_DATA):
             _log_missing(missing, outcome="precondition failed")
