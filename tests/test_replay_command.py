@@ -12,8 +12,12 @@ import pytest
 import responses
 from conftest import FIXTURES, fixture_dirs, load_fixture
 from live_server import free_port, running_server
+from sqlalchemy import func, select
 
 from cds_service.cli import main
+from cds_service.store.database import parse_database_url
+from cds_service.store.schema import card_decisions
+from cds_service.store.store import DecisionStore
 from cds_service.tooling.dates import shift_dates
 from cds_service.tooling.library import discover
 from cds_service.tooling.progress import LONG_RUN, Progress
@@ -249,3 +253,39 @@ def test_in_process_replay_needs_no_client_token(
     monkeypatch.setenv("CDS_MAX_BODY_BYTES", "lots")
     assert main(["replay", str(FIXTURES / TRAMADOL)]) == 2
     assert "CDS_MAX_BODY_BYTES must be a whole number" in capsys.readouterr().err
+
+
+# --- the store replayed cards go to ---------------------------------------------------------
+
+
+def _logged_cards(url: str) -> int:
+    store = DecisionStore(parse_database_url(url), operation_seconds=None)
+    try:
+        with store.reading() as connection:
+            return int(connection.scalar(select(func.count()).select_from(card_decisions)))
+    finally:
+        store.dispose()
+
+
+def test_in_process_replay_never_writes_to_the_configured_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "real-decisions.db"
+    monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{real}")
+    assert main(["replay", str(FIXTURES / TRAMADOL), "--no-progress"]) == 0
+    assert not real.exists()  # its report counts no fixture cards
+    assert not list(tmp_path.glob("*-spool"))
+
+
+def test_in_process_replay_logs_in_the_store_it_is_told(tmp_path: Path) -> None:
+    named = f"sqlite:///{tmp_path / 'replay.db'}"
+    assert main(["replay", str(FIXTURES / TRAMADOL), "--no-progress", "--store", named]) == 0
+    assert _logged_cards(named) == len(load_fixture(TRAMADOL)[2]["cards"])
+
+
+def test_store_is_only_for_in_process_replay_and_must_be_a_store_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["replay", str(FIXTURES / TRAMADOL), "--url", BASE, "--store", "sqlite:///x"]) == 2
+    assert main(["replay", str(FIXTURES / TRAMADOL), "--store", "mysql://u:hunter2@h/db"]) == 2
+    assert "hunter2" not in capsys.readouterr().err

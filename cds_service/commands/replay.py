@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import ConfigError
+from cds_service.store.database import parse_database_url
 from cds_service.tooling.library import Fixture, FixtureError, discover
 from cds_service.tooling.progress import Progress
 from cds_service.tooling.remote import UsageError, base_url, parse_headers
@@ -29,11 +30,13 @@ DESCRIPTION = """\
 Send each fixture's request to the service and compare the cards with its golden cards
 (topic, indicator and suggestion actions; never uuids or wording). PATH is a scenario folder
 or a folder of them, e.g. fhir_fixtures/. Without --url the service runs in this process with
-"today" pinned to each fixture's evaluationDate. With --url every full date and dateTime in
-the request (birthDate included) is first moved by (today - evaluationDate) days, so that a
-service running with today's real date sees the scenario as written; use --no-date-shift when
-the service runs with CDS_EVALUATION_DATE set to the fixtures' date, or --today DATE when it
-pins another date. Exit status: 0 all passed, 1 a difference or error, 2 bad usage.
+"today" pinned to each fixture's evaluationDate, and logs its cards in a throwaway decision
+store (never the one CDS_DATABASE_URL names) unless --store names one. With --url every full
+date and dateTime in the request (birthDate included) is first moved by (today -
+evaluationDate) days, so that a service running with today's real date sees the scenario as
+written; use --no-date-shift when the service runs with CDS_EVALUATION_DATE set to the
+fixtures' date, or --today DATE when it pins another date. Exit status: 0 all passed, 1 a
+difference or error, 2 bad usage.
 """
 
 
@@ -72,6 +75,12 @@ def register(subparsers: Any) -> None:
         "--timeout", type=float, default=10.0, help="seconds per request with --url (default 10)"
     )
     parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="in process: the decision store to log the replayed cards in, e.g. "
+        "sqlite:////tmp/replay.db (default: a throwaway store)",
+    )
+    parser.add_argument(
         "--format", choices=("table", "json"), default="table", help="output (default table)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress counter on stderr")
@@ -82,7 +91,15 @@ def _target(args: argparse.Namespace) -> Target:
     if args.url is None:
         if args.no_date_shift or args.today or args.header:
             raise UsageError("--no-date-shift, --today and --header only apply with --url")
-        return InProcessTarget()
+        store = None
+        if args.store is not None:
+            try:
+                store = parse_database_url(args.store).render_as_string(hide_password=False)
+            except ValueError as error:  # the reason never repeats the URL (a password)
+                raise UsageError(f"--store {error}") from None
+        return InProcessTarget(store_url=store)
+    if args.store is not None:
+        raise UsageError("--store only applies in process (without --url)")
     today = None if args.no_date_shift else (args.today or datetime.now(UTC).date())
     return HttpTarget(
         base_url(args.url, strip_suffix="/cds-services"),
@@ -109,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         results = replay(fixtures, target, lambda done, f: progress.update(done, f.name))
     finally:
         progress.close()
+        if isinstance(target, InProcessTarget):
+            target.close()
     summary = Summary.of(results, time.perf_counter() - started)
 
     if args.format == "json":

@@ -8,11 +8,13 @@ shifts every full date and dateTime by (today - evaluationDate) days unless told
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 import requests
@@ -84,12 +86,22 @@ def _cards_from(status: int, body: Any, describe: Callable[[], str]) -> list[dic
 
 
 class InProcessTarget:
-    """The service in this process, one app per evaluation date, called through Flask."""
+    """The service in this process, one app per evaluation date, called through Flask.
+
+    Its cards go to a throwaway decision store (a temporary SQLite file, removed by close()),
+    so that replayed fixtures never count in the real store's report; `store_url` names a
+    store to log them in instead.
+    """
 
     description = "in-process service"
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store_url: str | None = None) -> None:
         self._settings = settings or Settings.from_env()
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if store_url is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="cds-replay-")
+            store_url = f"sqlite:///{Path(self._scratch.name) / 'replay-decisions.db'}"
+        self.store_url = store_url
         self._clients: dict[date, Any] = {}
 
     def _client(self, today: date) -> Any:
@@ -97,17 +109,26 @@ class InProcessTarget:
             from cds_service.app import create_app
 
             # The fixtures' requests carry no client JWT: the in-process service checks none.
-            settings = replace(self._settings, evaluation_date=today, trusted_clients=())
+            settings = replace(
+                self._settings,
+                evaluation_date=today,
+                trusted_clients=(),
+                database_url=self.store_url,
+                spool_dir=None,
+            )
             app = create_app(settings)
             self._clients[today] = app.test_client()
         return self._clients[today]
 
     def close(self) -> None:
-        """Stop the apps' decision-log writers and let go of their stores."""
+        """Stop the apps' decision-log writers (their cards are then in the store) and let go
+        of their stores; a throwaway store is removed."""
         for client in self._clients.values():
             client.application.extensions["cds_decision_log"].close()
             client.application.extensions["cds_store"].dispose()
         self._clients.clear()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def cards(self, fixture: Fixture) -> list[dict[str, Any]]:
         client = self._client(fixture.evaluation_date)
