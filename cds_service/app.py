@@ -10,7 +10,7 @@ import time
 from flask import Flask, Response, g, request
 
 from cds_service import metrics
-from cds_service.config import Settings
+from cds_service.config import ConfigError, Settings
 from cds_service.http import discovery, feedback, health, openapi, services
 from cds_service.http import metrics as metrics_endpoint
 from cds_service.http.auth import Authenticator, register_authentication
@@ -29,7 +29,7 @@ from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.decision_log import DecisionLog
 from cds_service.store.spool import Spool, default_spool_folder, import_spool
-from cds_service.store.store import DecisionStore
+from cds_service.store.store import DecisionStore, start_up_problem
 
 log = logging.getLogger("cds_service.requests")
 store_log = logging.getLogger("cds_service.store")
@@ -105,11 +105,29 @@ def _enable_metrics(settings: Settings) -> None:
         )
 
 
+def check_store(settings: Settings) -> None:
+    """Refuse (ConfigError, one line) a store the service cannot work with until an operator
+    acts: a SQLite file in a folder that does not exist, or that cannot be opened and written;
+    a schema from a newer release. A PostgreSQL server that is down passes: the service starts,
+    serves cards, and uses the store once it is back. Run before the server starts."""
+    store = DecisionStore(parse_database_url(settings.database_url), settings.patient_key_secret)
+    try:
+        store.ensure_ready()
+    except StoreUnavailable as error:
+        problem = start_up_problem(store, error)
+        if problem is not None:
+            raise ConfigError(f"CDS_DATABASE_URL: {problem}") from None
+    finally:
+        store.dispose()
+
+
 def prepare_store(app: Flask) -> bool:
     """Create or migrate the store schema at start and write the spool of a previous run to
     it, then close the connections (workers fork after this). A store that is down does not
     stop the service: cards still go out, and the schema is made (and the spool written) when
     the store is first reachable. True when the store is ready.
+
+    A store that cannot work without an operator's help is refused before, by check_store.
     """
     store: DecisionStore = app.extensions["cds_store"]
     decision_log: DecisionLog = app.extensions["cds_decision_log"]

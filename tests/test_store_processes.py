@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ from sqlalchemy import func, select, text
 
 from cds_service.protocol.feedback import parse_feedback
 from cds_service.store.database import parse_database_url
-from cds_service.store.schema import card_decisions, feedback
+from cds_service.store.schema import (
+    LATEST_VERSION,
+    card_decisions,
+    feedback,
+    schema_migrations,
+)
 from cds_service.store.store import DecisionStore
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -276,12 +282,8 @@ def test_a_writer_killed_mid_transaction_leaves_a_consistent_store(store_url: st
 # --- start-up -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_cards_are_served_while_the_store_is_down(backend: str, tmp_path: Path) -> None:
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'missing-folder' / 'cds-decisions.db'}"
-    else:  # nothing listens there
-        url = f"postgresql://cds@/cds?host={tmp_path}&port=5999"
+def test_cards_are_served_while_the_store_is_down(tmp_path: Path) -> None:
+    url = f"postgresql://cds@/cds?host={tmp_path}&port=5999"  # nothing listens there
     running = Service(url, tmp_path / "server.log", workers=2)
     try:
         cards = _issue_cards(running.port, 2)
@@ -296,6 +298,42 @@ def test_cards_are_served_while_the_store_is_down(backend: str, tmp_path: Path) 
     assert "store_unavailable" in events
     assert "decision_log_write_failed" in events
     assert not any(marker in log for marker in PHI)
+
+
+@pytest.mark.parametrize(
+    ("place", "reason"),
+    [
+        ("missing-folder/cds-decisions.db", "does not exist"),
+        ("a-folder", "cannot be opened and written"),
+    ],
+)
+def test_a_sqlite_store_that_cannot_be_opened_stops_serve_with_one_line(
+    tmp_path: Path, place: str, reason: str
+) -> None:
+    (tmp_path / "a-folder").mkdir()
+    env = {"CDS_DATABASE_URL": f"sqlite:///{tmp_path / place}"}
+    process = serve(free_port(), env)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("cds-service: configuration error: CDS_DATABASE_URL")
+    assert reason in line
+
+
+def test_a_store_migrated_by_a_newer_release_stops_serve(store_url: str) -> None:
+    store = DecisionStore(parse_database_url(store_url), SECRET)
+    with store.transaction() as connection:
+        connection.execute(
+            schema_migrations.insert().values(
+                version=LATEST_VERSION + 1, description="future", applied_at=datetime.now(UTC)
+            )
+        )
+    store.dispose()
+    process = serve(free_port(), {"CDS_DATABASE_URL": store_url})
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    [line] = stderr.strip().splitlines()
+    assert "knows up to" in line
 
 
 def test_a_bad_database_url_stops_serve_with_one_line(tmp_path: Path) -> None:

@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
             )
         configure_logging(settings.log_level, settings.log_format)
         from cds_service import metrics
-        from cds_service.app import create_app, prepare_store
+        from cds_service.app import check_store, create_app, prepare_store
 
+        check_store(settings)  # a store that cannot be opened stops here, in one line
         # Before the workers fork: the metrics folder is this server's, emptied at start.
         metrics.enable(settings.metrics_dir, server_start=True)
 

@@ -260,7 +260,7 @@ class DecisionStore:
                         applied = migrate(connection)
                         secret = self._configured_secret or self._stored_secret(connection)
                 except SchemaTooNew as error:
-                    raise StoreUnavailable(str(error)) from None
+                    raise StoreUnavailable(str(error)) from error
             self._pseudonymizer = PatientPseudonymizer(secret)
             self._ready_pid = pid
             if applied:
@@ -443,6 +443,28 @@ def _feedback_row(
         "override_display": reason.display if reason else None,
         "override_comment": reason.comment if reason else None,
     }
+
+
+def start_up_problem(store: DecisionStore, error: StoreUnavailable) -> str | None:
+    """Why the service must not start with this store, when `error` (from ensure_ready at
+    start) cannot pass by itself: a SQLite file that cannot be opened or written (a missing
+    folder, no permission, not a database), or a schema newer than this release. None when it
+    may (a PostgreSQL server that is down or hung, a SQLite file locked for a moment): cards are
+    served meanwhile, and the store is used once it is back."""
+    cause = error.__cause__
+    if isinstance(cause, SchemaTooNew):
+        return str(cause)
+    if not is_sqlite(store.url):
+        return None
+    driver_error = getattr(cause, "orig", None)
+    if getattr(driver_error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return None
+    path = store.url.database or ""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return f"the folder of the SQLite file {path} does not exist"
+    name = getattr(driver_error, "sqlite_errorname", None) or type(cause or error).__name__
+    return f"the SQLite file {path} cannot be opened and written ({name})"
 
 
 def open_existing_store(url: URL, patient_key_secret: str | None = None) -> DecisionStore:
