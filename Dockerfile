@@ -28,8 +28,10 @@ COPY examples ./examples
 COPY fhir_fixtures ./fhir_fixtures
 # Without CDS_DATABASE_URL, the decision log and feedback store is a SQLite file on this
 # volume (writable also with a read-only root file system); docker-compose.yml uses PostgreSQL.
+# The spool (cards a stopping worker could not store) lives there too, whatever the store.
 RUN mkdir /data && chown 10001:10001 /data
-ENV CDS_DATABASE_URL=sqlite:////data/cds-decisions.db
+ENV CDS_DATABASE_URL=sqlite:////data/cds-decisions.db \
+    CDS_SPOOL_DIR=/data/spool
 VOLUME /data
 
 USER 10001:10001
