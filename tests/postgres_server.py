@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,18 +150,28 @@ class PostgresServer:
         return found
 
     @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
+    def frozen(self, at_most_seconds: float = 60) -> Iterator[None]:
         """The whole server stopped (SIGSTOP) inside the block: it accepts connections into
-        the socket's backlog and never answers, as a hung server does; resumed at the end."""
+        the socket's backlog and never answers, as a hung server does; resumed at the end, or
+        after `at_most_seconds` whatever happens (a test stuck on the frozen server must not
+        leave it stopped for the rest of the session)."""
         stopped = self.processes()
-        for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
+
+        def resume() -> None:
             for pid in stopped:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
+
+        failsafe = threading.Timer(at_most_seconds, resume)
+        failsafe.daemon = True
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        failsafe.start()
+        try:
+            yield
+        finally:
+            failsafe.cancel()
+            resume()
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.folder}&port={self.PORT}"
