@@ -27,6 +27,7 @@ from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.protocol.feedback import FeedbackEntry, Outcome
 from cds_service.runtime import Runtime
+from cds_service.store import store as store_module
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.schema import card_decisions
 from cds_service.store.store import DecisionStore
@@ -246,3 +247,19 @@ def test_cards_queued_when_a_stop_meets_a_hung_store_reach_it_at_the_next_start(
     assert "spool_imported" in second_log.read_text()
     assert not list((tmp_path / "spool").glob("decisions-*"))
     assert set(issued) <= _logged(postgres_url)
+
+
+def test_the_dashboard_gives_up_on_a_frozen_store_too(
+    postgres_server: PostgresServer,
+    postgres_app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reports read by the service itself are bounded too (10 s; 1 s here), so a dashboard
+    page never holds a worker on a hung store."""
+    monkeypatch.setattr(store_module, "READ_SECONDS", 1.0)
+    client: FlaskClient = postgres_app.test_client()
+    assert client.get("/dashboard/report.json").status_code == 200  # a pooled connection
+    with postgres_server.frozen():
+        elapsed, response = _timed(lambda: client.get("/dashboard/report.json"))
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert elapsed < 2.0

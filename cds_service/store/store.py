@@ -60,6 +60,8 @@ from cds_service.store.watchdog import StoreTimeout, time_limit
 log = logging.getLogger(__name__)
 
 _PATIENT_KEY_SECRET = "patient_key_secret"
+# How long a report read by the service itself (the dashboard) may take.
+READ_SECONDS = 10.0
 _UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout, StoreTimeout)
 
 
@@ -299,15 +301,21 @@ class DecisionStore:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read-only connection for reports, without a time limit; any failure is
-        StoreUnavailable."""
+        """A read-only connection for reports; any failure is StoreUnavailable. An operator
+        command's store reads without a limit (a report over a year may take a while, and
+        an operator can interrupt it); the service's (the dashboard) within READ_SECONDS,
+        so a hung store never holds a worker."""
         self.ensure_ready()
-        with self._guard(limited=False), self.database.engine.connect() as connection:
+        limit = None if self.database.operation_seconds is None else READ_SECONDS
+        with (
+            self._guard(limited=limit is not None, seconds=limit),
+            self.database.engine.connect() as connection,
+        ):
             connection.execution_options(**{READ_ONLY_OPTION: True})
             if connection.dialect.name == "postgresql":
-                # The service's 5 s statement limit is for requests; a report over a year
-                # of cards may take longer, and an operator can interrupt it.
-                connection.execute(text("SET LOCAL statement_timeout = 0"))
+                # The server stops the statement a moment before the client would give up.
+                server_limit = 0 if limit is None else int(limit * 1000) - 250
+                connection.execute(text(f"SET LOCAL statement_timeout = {server_limit}"))
             yield connection
 
     def dispose(self) -> None:
