@@ -32,6 +32,7 @@ from cds_service.app import create_app  # noqa: E402
 from cds_service.config import Settings  # noqa: E402
 from cds_service.runtime import Runtime  # noqa: E402
 from cds_service.store.decision_log import DecisionLog, IssuedCards  # noqa: E402
+from cds_service.vocabulary import CardRecord  # noqa: E402
 
 FIXTURE = PROJECT / "fhir_fixtures" / "opioid-tramadol-acute-low-back-pain" / "request.json"
 SIGN = "/cds-services/back-pain-order-sign"
@@ -88,7 +89,14 @@ def run(url: str, runtime: Runtime, count: int) -> None:
     app.extensions["cds_decision_log"] = queued
 
     cards = client.post(SIGN, json=request).get_json()["cards"]
-    issued = IssuedCards("back-pain-order-sign", "order-sign", "hi", "patient", cards, "v")
+    issued = IssuedCards(
+        "back-pain-order-sign",
+        "order-sign",
+        "hi",
+        "patient",
+        [CardRecord.from_json(card) for card in cards],
+        "v",
+    )
     print(
         _line(
             "DecisionLog.record() alone (2 cards)", _timings(lambda _: queued.record(issued), count)

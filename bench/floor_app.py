@@ -40,8 +40,11 @@ def replay_guideline_work(handler: HookHandler, service_id: str, document: dict[
         called_service_id: str, called_document: dict[str, Any], *_profile: Any
     ) -> HookOutcome:
         request = parse_hook_request(called_document, handler.service(called_service_id))
-        cards = [{**card, "uuid": time_ordered_uuid()} for card in stored.cards]
-        return dataclasses.replace(stored, response={"cards": cards}, request=request, cards=cards)
+        cards = []
+        for card in stored.cards:
+            uuid = time_ordered_uuid()
+            cards.append(dataclasses.replace(card, uuid=uuid, json={**card.json, "uuid": uuid}))
+        return dataclasses.replace(stored, request=request, cards=cards)
 
     handler.handle = replayed  # type: ignore[method-assign]
 

@@ -82,7 +82,7 @@ class Pipeline:
         evaluated = clock()
         cards = self.cards.cards(evaluation.findings, card_context(request, evaluation))
         carded = clock()
-        orjson.dumps({"cards": cards})  # as the service's JSON provider writes it
+        orjson.dumps({"cards": [card.json for card in cards]})  # as the service writes it
         answered = clock()
         marks = (started, parsed, checked, triaged, fetched, built, evaluated, carded, answered)
         for stage, (begin, end) in zip(STAGES, itertools.pairwise(marks), strict=True):
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = Runtime.load(Settings())
     workload = workloads.realistic()
     pipeline = Pipeline(runtime, workload)
-    topics = {card["source"]["topic"]["code"] for card in pipeline.call(Counter())}
+    topics = {card.topic for card in pipeline.call(Counter())}
     if topics != workload.expected_topics:
         raise SystemExit(
             f"stages: cards {sorted(topics)}, expected {sorted(workload.expected_topics)}"

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cds_service.vocabulary import CardRecord
+
 log = logging.getLogger(__name__)
 
 ENV_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -249,14 +251,13 @@ def observe_request(
         _report_failure(error)
 
 
-def count_cards(service: str, cards: Iterable[Mapping[str, Any]]) -> None:
+def count_cards(service: str, cards: Iterable[CardRecord]) -> None:
     instruments = _record()
     if instruments is None:
         return
     try:
         for card in cards:
-            topic = card.get("source", {}).get("topic", {}).get("code") or "none"
-            _child(instruments.cards, service, topic, card.get("indicator") or "none").inc()
+            _child(instruments.cards, service, card.topic or "none", card.indicator or "none").inc()
     except Exception as error:
         _report_failure(error)
 

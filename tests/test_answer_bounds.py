@@ -22,6 +22,7 @@ from cds_service.config import ConfigError, Settings
 from cds_service.protocol.bounds import DEFAULT_MAX_CARDS, most_severe_first
 from cds_service.runtime import Runtime
 from cds_service.store.schema import card_decisions
+from cds_service.vocabulary import CardRecord
 
 SIGN = "/cds-services/back-pain-order-sign"
 OPIOIDS = "cdc-opioid-analgesics-with-ambulatory-misuse-potential"
@@ -156,8 +157,8 @@ def test_an_answer_holds_at_most_the_configured_cards(
 
 
 def test_the_cards_left_out_are_the_least_severe() -> None:
-    def card(name: str, indicator: str) -> dict[str, Any]:
-        return {"uuid": name, "indicator": indicator}
+    def card(name: str, indicator: str) -> CardRecord:
+        return CardRecord("t", indicator, name, (), {})
 
     cards = [
         card("i1", "info"),
@@ -168,8 +169,8 @@ def test_the_cards_left_out_are_the_least_severe() -> None:
         card("c2", "critical"),
     ]
     kept, left_out = most_severe_first(cards, 3)
-    assert [c["uuid"] for c in kept] == ["c1", "c2", "w1"]
-    assert [c["uuid"] for c in left_out] == ["w2", "i1", "i2"]
+    assert [c.uuid for c in kept] == ["c1", "c2", "w1"]
+    assert [c.uuid for c in left_out] == ["w2", "i1", "i2"]
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "ten", "2.5"])

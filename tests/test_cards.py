@@ -157,7 +157,7 @@ def test_cards_are_ordered_critical_first(runtime: Runtime) -> None:
         ),
         Finding(topic="avoid-glucosamine", facts=()),
     )
-    indicators = [c["indicator"] for c in _builder(runtime).cards(findings, CONTEXT)]
+    indicators = [c.indicator for c in _builder(runtime).cards(findings, CONTEXT)]
     assert indicators == ["critical", "info", "info"]
 
 

@@ -21,6 +21,7 @@ from cds_service.store.database import parse_database_url
 from cds_service.store.decision_log import DecisionLog, IssuedCards
 from cds_service.store.schema import card_decisions
 from cds_service.store.store import DecisionStore
+from cds_service.vocabulary import CardRecord
 
 PATIENT_ID = "Patient-Moreno-4711"
 SIGN = "/cds-services/back-pain-order-sign"
@@ -46,7 +47,7 @@ def _issued(cards: list[dict[str, Any]]) -> IssuedCards:
         hook="order-sign",
         hook_instance=str(uuid.uuid4()),
         patient_id=PATIENT_ID,
-        cards=cards,
+        cards=[CardRecord.from_json(card) for card in cards],
         content_version="0.1.0+test",
     )
 

@@ -20,6 +20,7 @@ from cds_service.runtime import Runtime
 from cds_service.store.decision_log import IssuedCards
 from cds_service.store.schema import card_decisions, feedback
 from cds_service.store.store import DecisionStore
+from cds_service.vocabulary import CardRecord
 
 SIGN = "/cds-services/back-pain-order-sign"
 FEEDBACK = f"{SIGN}/feedback"
@@ -185,7 +186,7 @@ def test_feedback_before_the_card_is_logged_is_flagged_then_linked(
             hook="order-sign",
             hook_instance=str(uuid.uuid4()),
             patient_id="example",
-            cards=[card],
+            cards=[CardRecord.from_json(card)],
         )
     )
     assert log.flush(10)

@@ -32,6 +32,7 @@ from cds_service.runtime import Runtime
 from cds_service.store.database import parse_database_url
 from cds_service.store.decision_log import DecisionLog, IssuedCards
 from cds_service.store.store import DecisionStore
+from cds_service.vocabulary import CardRecord
 
 SIGN = "/cds-services/back-pain-order-sign"
 TRAMADOL = "opioid-tramadol-acute-low-back-pain"
@@ -227,10 +228,7 @@ def _issued(cards: int) -> IssuedCards:
         hook="order-sign",
         hook_instance=str(uuid.uuid4()),
         patient_id="Patient-1",
-        cards=[
-            {"uuid": str(uuid.uuid4()), "indicator": "info", "source": {"topic": {"code": "t"}}}
-            for _ in range(cards)
-        ],
+        cards=[CardRecord("t", "info", str(uuid.uuid4()), (), {}) for _ in range(cards)],
     )
 
 

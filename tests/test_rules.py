@@ -251,12 +251,11 @@ def test_identical_drafts_are_one_finding_that_answers_for_all_of_them() -> None
     evaluation = evaluate(record(conditions=[LBP], orders=drafts))
     opioid = [f for f in evaluation.findings if f.topic == "opioid-avoidance"]
     assert [f.order.reference for f in opioid] == ["MedicationRequest/a", "MedicationRequest/b"]
-    assert evaluation.folded_drafts == {
-        ("opioid-avoidance", "MedicationRequest/a"): (
-            "MedicationRequest/c",
-            "MedicationRequest/d",
-        )
-    }
+    assert [o.reference for o in opioid[0].same_orders] == [
+        "MedicationRequest/c",
+        "MedicationRequest/d",
+    ]
+    assert opioid[1].same_orders == ()
 
 
 # --- red flags and imaging ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from cds_service.store.decision_log import DecisionLog, IssuedCards
 from cds_service.store.schema import card_decisions, decision_log_losses, feedback
 from cds_service.store.spool import LossReason, Spool, default_spool_folder, import_spool
 from cds_service.store.store import DecisionStore
+from cds_service.vocabulary import CardRecord
 
 PATIENT_ID = "Patient-Moreno-4711"
 SECRET = "spool-test-secret-" + "s" * 32
@@ -41,11 +42,7 @@ def _issued(cards: int) -> IssuedCards:
         hook_instance=str(uuid.uuid4()),
         patient_id=PATIENT_ID,
         cards=[
-            {
-                "uuid": str(uuid.uuid4()),
-                "indicator": "warning",
-                "source": {"topic": {"code": "opioid-avoidance"}},
-            }
+            CardRecord("opioid-avoidance", "warning", str(uuid.uuid4()), (), {})
             for _ in range(cards)
         ],
         content_version="0.1.0+test",
@@ -114,7 +111,7 @@ def test_cards_queued_at_a_stop_with_the_store_down_reach_it_at_the_next_start(
     store = setup.bring_up()
     outcome = import_spool(setup.spool, store)
     assert outcome is not None and (outcome.files, outcome.cards, outcome.lost) == (1, 900, 0)
-    assert _logged(store) == {card["uuid"] for r in issued for card in r.cards}
+    assert _logged(store) == {card.uuid for r in issued for card in r.cards}
     assert not list(setup.spool.folder.glob("decisions-*"))
     assert _losses(store) == {}
     store.dispose()
@@ -126,7 +123,7 @@ def test_feedback_stored_before_the_spool_is_written_is_linked_to_its_card(setup
     log.record(response)
     log.close(timeout=0.3)
     store = setup.bring_up()
-    card = response.cards[0]["uuid"]
+    card = response.cards[0].uuid
     entries = parse_feedback(
         {
             "feedback": [
@@ -214,13 +211,13 @@ from cds_service.store.database import parse_database_url
 from cds_service.store.decision_log import DecisionLog, IssuedCards
 from cds_service.store.spool import Spool
 from cds_service.store.store import DecisionStore
+from cds_service.vocabulary import CardRecord
 
 url = parse_database_url(sys.argv[1])
 log = DecisionLog(DecisionStore(url, "k" * 40), spool=Spool(sys.argv[2], url))
 for _ in range(4):
     log.record(IssuedCards("svc", "order-sign", "hi", "p", [
-        {"uuid": str(uuid.uuid4()), "source": {"topic": {"code": "opioid-avoidance"}}}
-        for _ in range(3)
+        CardRecord("opioid-avoidance", "", str(uuid.uuid4()), (), {}) for _ in range(3)
     ]))
 os.kill(os.getpid(), signal.SIGKILL)  # before the writer's first batch (it waits 0.25 s)
 """

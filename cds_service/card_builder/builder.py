@@ -34,6 +34,7 @@ from cds_service.rules.findings import (
     SuggestionIntent,
 )
 from cds_service.terminology.index import Terminology
+from cds_service.vocabulary import CardRecord
 
 _SEVERITY_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 2}
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
@@ -274,6 +275,7 @@ class CardBuilder:
 
     def _actions(
         self,
+        finding: Finding,
         intent: SuggestionIntent,
         words: SuggestionContent,
         values: Mapping[str, str],
@@ -291,13 +293,17 @@ class CardBuilder:
                 }
             )
         if intent.delete and intent.delete.reference and words.delete:
-            actions.append(
+            # Identical drafts the card answers for too go with the draft it names.
+            also = finding.same_orders if intent.delete == finding.order else ()
+            actions += [
                 {
                     "type": "delete",
                     "description": words.delete.format_map(values),
-                    "resourceId": intent.delete.reference,
+                    "resourceId": draft.reference,
                 }
-            )
+                for draft in (intent.delete, *also)
+                if draft.reference
+            ]
         return actions
 
     @staticmethod
@@ -325,7 +331,7 @@ class CardBuilder:
             offered: set[str] = set()
             for intent in finding.suggestions:
                 words = topic.suggestions[intent.kind]
-                for action in self._actions(intent, words, values, context):
+                for action in self._actions(finding, intent, words, values, context):
                     key = action_signature(action)
                     if key not in offered:
                         offered.add(key)
@@ -335,7 +341,7 @@ class CardBuilder:
             return suggestions
         for intent in finding.suggestions:
             words = topic.suggestions[intent.kind]
-            actions = self._actions(intent, words, values, context)
+            actions = self._actions(finding, intent, words, values, context)
             if actions:
                 suggestions.append(
                     self._suggestion(words.label.format_map(values), actions, intent.recommended)
@@ -356,6 +362,10 @@ class CardBuilder:
         return source
 
     def card(self, finding: Finding, context: CardContext) -> dict[str, Any]:
+        """The card's JSON (see `build` for the record the service keeps of it)."""
+        return self.build(finding, context).json
+
+    def build(self, finding: Finding, context: CardContext) -> CardRecord:
         content = self._content
         topic = content.topics[finding.topic]
         values = self._values(finding, topic, context)
@@ -385,9 +395,16 @@ class CardBuilder:
                     "type": "absolute",
                 }
             ]
-        return card
+        return CardRecord(
+            topic=finding.topic,
+            indicator=indicator.value,
+            uuid=card["uuid"],
+            suggestion_uuids=tuple(suggestion["uuid"] for suggestion in suggestions),
+            json=card,
+        )
 
-    def cards(self, findings: tuple[Finding, ...], context: CardContext) -> list[dict[str, Any]]:
-        built = [self.card(finding, context) for finding in findings]
-        built.sort(key=lambda c: _SEVERITY_ORDER[Indicator(c["indicator"])])
+    def cards(self, findings: tuple[Finding, ...], context: CardContext) -> list[CardRecord]:
+        """Every finding's card, critical first (in finding order within an indicator)."""
+        built = [self.build(finding, context) for finding in findings]
+        built.sort(key=lambda c: _SEVERITY_ORDER[Indicator(c.indicator)])
         return built

@@ -19,7 +19,7 @@ from cds_service.card_builder.builder import (
     CardOptions,
 )
 from cds_service.fhir.access import PatientDataGatherer
-from cds_service.protocol.bounds import DEFAULT_MAX_CARDS, act_on_folded_drafts, most_severe_first
+from cds_service.protocol.bounds import DEFAULT_MAX_CARDS, most_severe_first
 from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
@@ -28,6 +28,7 @@ from cds_service.record.model import DataCategory, OrderEntry
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.engine import Evaluation, evaluate
 from cds_service.rules.registry import DECISION_DATA
+from cds_service.vocabulary import CardRecord
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,22 @@ def card_context(
 
 @dataclass
 class HookOutcome:
-    response: dict[str, Any]
     request: HookRequest
+    cards: list[CardRecord] = field(default_factory=list)  # the answer's cards, in order
     evaluation: Evaluation | None = None
     fetched: tuple[DataCategory, ...] = ()
     missing: tuple[DataCategory, ...] = ()  # data that could not be had (its rules stayed silent)
     decision: str = ""
-    cards: list[dict[str, Any]] = field(default_factory=list)
     left_out: int = 0  # cards beyond the answer's limit (CDS_MAX_CARDS), least severe first
 
     @property
+    def response(self) -> dict[str, Any]:
+        """The CDS Hooks answer."""
+        return {"cards": [card.json for card in self.cards]}
+
+    @property
     def topics(self) -> list[str]:
-        return [card["source"]["topic"]["code"] for card in self.cards]
+        return [card.topic for card in self.cards]
 
 
 class HookHandler:
@@ -139,9 +144,7 @@ class HookHandler:
             if drafts.complete:
                 drafts_only = self._record_builder.build(drafts_input, drafts.orders)
                 if not Assessment(drafts_only).related_orders_under_review:
-                    return HookOutcome(
-                        {"cards": []}, request, decision="no back-pain order under review"
-                    )
+                    return HookOutcome(request, decision="no back-pain order under review")
                 built_drafts = drafts.orders
 
         gathered = self._gatherer.gather(
@@ -162,7 +165,6 @@ class HookHandler:
         built = self._card_builder.cards(
             evaluation.findings, card_context(request, evaluation, options)
         )
-        act_on_folded_drafts(built, evaluation.folded_drafts, options.profile)
         cards, left_out = most_severe_first(built, self._max_cards)
         if left_out:
             log.info(
@@ -171,7 +173,7 @@ class HookHandler:
                     "event": "cards_left_out",
                     "cards": len(left_out),
                     "max_cards": self._max_cards,
-                    "topics": [card["source"]["topic"]["code"] for card in left_out],
+                    "topics": [card.topic for card in left_out],
                 },
             )
         if missing:
@@ -183,12 +185,11 @@ class HookHandler:
         if left_out:
             decision += f"; {len(left_out)} less severe cards left out (CDS_MAX_CARDS)"
         return HookOutcome(
-            {"cards": cards},
             request,
+            cards,
             evaluation=evaluation,
             fetched=gathered.fetched,
             missing=missing,
             decision=decision,
-            cards=cards,
             left_out=len(left_out),
         )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
 
 from cds_service.record.model import OrderEntry, PatientRecord
 from cds_service.rules.assessment import Assessment
@@ -20,9 +19,6 @@ class Evaluation:
     back_pain: bool
     condition_refs: tuple[str, ...] = ()  # the back-pain Conditions, as reasons for new orders
     pain_duration_days: int | None = None
-    # Findings about identical draft orders are answered once (see fold_identical_orders):
-    # (topic, the draft the kept finding names) -> the identical drafts it answers for too.
-    folded_drafts: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def product_identity(order: OrderEntry) -> Hashable:
@@ -35,35 +31,33 @@ def product_identity(order: OrderEntry) -> Hashable:
 
 def fold_identical_orders(
     findings: tuple[Finding, ...], orders: tuple[OrderEntry, ...]
-) -> tuple[tuple[Finding, ...], dict[tuple[str, str], tuple[str, ...]]]:
+) -> tuple[Finding, ...]:
     """One finding per topic and ordered product: 500 identical drafts get one card, not 500.
 
-    The first finding of each (topic, product) is kept; the drafts of the others are returned
-    by the kept finding's (topic, draft reference), so that its suggestions can act on every
-    one of them. Findings about no draft, or a draft that is not under review, stay as they are.
+    The first finding of each (topic, product) is kept, and answers for the drafts of the
+    others (`same_orders`): its card's suggestions act on every one of them. Findings about no
+    draft, or a draft that is not under review, stay as they are.
     """
     by_reference = {order.reference: order for order in orders if order.reference}
     by_label = {order.label: order for order in orders if not order.reference}
     kept: list[Finding] = []
-    first_of: dict[tuple[str, Hashable], Finding] = {}
-    folded: dict[tuple[str, str], list[str]] = {}
+    first_of: dict[tuple[str, Hashable], int] = {}
     for finding in findings:
         ref = finding.order
         order = None
         if ref is not None:
             order = by_reference.get(ref.reference) if ref.reference else by_label.get(ref.label)
-        if order is None:
+        if order is None or ref is None:
             kept.append(finding)
             continue
         key = (finding.topic, product_identity(order))
-        first = first_of.get(key)
-        if first is None:
-            first_of[key] = finding
+        if key not in first_of:
+            first_of[key] = len(kept)
             kept.append(finding)
             continue
-        if first.order is not None and first.order.reference and ref and ref.reference:
-            folded.setdefault((finding.topic, first.order.reference), []).append(ref.reference)
-    return tuple(kept), {key: tuple(refs) for key, refs in folded.items()}
+        first = kept[first_of[key]]
+        kept[first_of[key]] = replace(first, same_orders=(*first.same_orders, ref))
+    return tuple(kept)
 
 
 def evaluate(
@@ -80,7 +74,7 @@ def evaluate(
             skipped.append(recommendation.topic)
             continue
         findings.extend(recommendation.evaluate(assessment))
-    kept, folded = fold_identical_orders(tuple(findings), record.orders_under_review)
+    kept = fold_identical_orders(tuple(findings), record.orders_under_review)
     refs = tuple(
         f"Condition/{c.resource_id}" for c in assessment.back_pain_conditions if c.resource_id
     )
@@ -90,5 +84,4 @@ def evaluate(
         back_pain=True,
         condition_refs=refs,
         pain_duration_days=assessment.pain_duration_days,
-        folded_drafts=MappingProxyType(folded),
     )

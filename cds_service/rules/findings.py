@@ -166,6 +166,8 @@ class Finding:
     topic: str  # the recommendation's topic code (`card.source.topic.code`)
     facts: tuple[Fact, ...]
     order: OrderRef | None = None
+    # Other drafts identical to `order` (same product) that this one card answers for too.
+    same_orders: tuple[OrderRef, ...] = ()
     suggestions: tuple[SuggestionIntent, ...] = ()
     indicator: Indicator | None = None  # None: the topic's default from its card content
     red_flags: tuple[RedFlag, ...] = ()  # most serious first

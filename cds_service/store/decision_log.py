@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused
 from cds_service.store.spool import LossReason, PendingLedger, Spool, import_spool
 from cds_service.store.store import DecisionRecord, DecisionRow, DecisionStore, decision_rows
+from cds_service.vocabulary import CardRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,33 +52,27 @@ class IssuedCards:
     hook: str
     hook_instance: str
     patient_id: str = field(repr=False)  # only its keyed HMAC reaches the store
-    cards: Sequence[Mapping[str, Any]] = field(repr=False)
+    cards: Sequence[CardRecord] = field(repr=False)
     content_version: str = ""
 
     def records(self, issued_at: datetime) -> list[DecisionRecord]:
         """What the log keeps of each card: ids, topic, indicator; never the card's words."""
-        records = []
-        for card in self.cards:
-            topic = card.get("source", {}).get("topic", {}).get("code")
-            if not card.get("uuid") or not topic:
-                continue  # no uuid, no feedback can ever name it
-            records.append(
-                DecisionRecord(
-                    card_uuid=card["uuid"],
-                    issued_at=issued_at,
-                    service_id=self.service_id,
-                    hook=self.hook,
-                    hook_instance=self.hook_instance,
-                    topic=topic,
-                    indicator=card.get("indicator", ""),
-                    content_version=self.content_version,
-                    suggestion_uuids=tuple(
-                        s["uuid"] for s in card.get("suggestions", ()) if s.get("uuid")
-                    ),
-                    patient_id=self.patient_id,
-                )
+        return [
+            DecisionRecord(
+                card_uuid=card.uuid,
+                issued_at=issued_at,
+                service_id=self.service_id,
+                hook=self.hook,
+                hook_instance=self.hook_instance,
+                topic=card.topic,
+                indicator=card.indicator,
+                content_version=self.content_version,
+                suggestion_uuids=card.suggestion_uuids,
+                patient_id=self.patient_id,
             )
-        return records
+            for card in self.cards
+            if card.uuid and card.topic  # no uuid, no feedback can ever name it
+        ]
 
 
 class DecisionLog:
