@@ -55,7 +55,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Neither format shows where a call was made, so the logging module is told not to walk
     # the stack to find the caller of every log call (most of a record's cost; the logging
     # HOWTO's own optimisation). Records still carry the pid: gunicorn's own lines print it.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("cds_service")

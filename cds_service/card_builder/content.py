@@ -346,7 +346,7 @@ def _evidence(doc: Mapping[str, Any], where: str) -> tuple[Evidence, ...]:
     evidence_docs = doc.get("evidence")
     if not isinstance(evidence_docs, list) or not evidence_docs:
         raise ContentError(f"{where}: at least one [[evidence]] entry is required")
-    evidence = []
+    evidence: list[Evidence] = []
     for entry in evidence_docs:
         at = f"{where} [[evidence]]"
         applies_to = entry.get("applies_to") or []

@@ -3,7 +3,7 @@ faster (a card response is tens of kilobytes of markdown and FHIR)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Response
@@ -27,5 +27,6 @@ class OrjsonProvider(DefaultJSONProvider):
         try:
             body = orjson.dumps(payload)
         except TypeError:
-            return super().response(payload)
-        return self._app.response_class(body, mimetype=self.mimetype)
+            return cast(Response, super().response(payload))
+        response_class: Any = self._app.response_class
+        return cast(Response, response_class(body, mimetype=self.mimetype))

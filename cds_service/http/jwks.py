@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
@@ -30,6 +32,7 @@ _RSA_ALGORITHMS = frozenset({"RS256", "RS384"})
 # CDS Hooks recommends RS384; an RSA key that does not declare `alg` is used with RS384 only.
 _RSA_DEFAULT_ALGORITHM = "RS384"
 _MIN_RSA_BITS = 2048
+_PRIVATE_KEYS = (EllipticCurvePrivateKey, RSAPrivateKey)
 
 DEFAULT_TTL_SECONDS = 300.0
 DEFAULT_MIN_FETCH_INTERVAL_SECONDS = 30.0
@@ -84,7 +87,7 @@ def verification_key(jwk: Any) -> VerificationKey | None:
     except (InvalidKeyError, ValueError, KeyError, TypeError):
         return None
     # A set that (wrongly) carries private parts still yields only the public half here.
-    public_key = key.public_key() if hasattr(key, "private_numbers") else key
+    public_key = key.public_key() if isinstance(key, _PRIVATE_KEYS) else key
     if algorithm.startswith("RS") and public_key.key_size < _MIN_RSA_BITS:
         return None
     return VerificationKey(kid, algorithm, public_key)

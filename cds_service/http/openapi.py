@@ -28,7 +28,8 @@ def _packaged_json(package: str, *parts: str) -> dict[str, Any]:
     node = resources.files(package)
     for part in parts:
         node = node / part
-    return json.loads(node.read_text(encoding="utf-8"))
+    document: dict[str, Any] = json.loads(node.read_text(encoding="utf-8"))
+    return document
 
 
 @cache

@@ -87,9 +87,10 @@ def _quick_acceptance(node: Any, definitions: Mapping[str, Any]) -> Any:
 def _acceptance_validator(name: str) -> jsonschema.protocols.Validator:
     """Decides quickly that a document is valid; the original validator reports problems."""
     original = schema_validator(name)
-    schema = original.schema
+    schema: Any = original.schema
     quick = _quick_acceptance(schema, schema.get("$defs", {}))
-    return type(original)(quick, format_checker=original.format_checker)
+    format_checker: Any = getattr(original, "format_checker", None)
+    return type(original)(quick, format_checker=format_checker)
 
 
 _SHAPES = {
@@ -124,8 +125,9 @@ def _describe(error: jsonschema.ValidationError, shape: str) -> tuple[str, str]:
     """
     path = json_path(error.absolute_path)
     validator = error.validator
-    expected = error.validator_value
-    instance = error.instance
+    # The stubs type these as unions that include "unset"; here they are always set.
+    expected: Any = error.validator_value
+    instance: Any = error.instance
     if validator == "required":
         missing = [name for name in expected if name not in (instance or {})]
         names = ", ".join(missing) or "a required member"
@@ -135,7 +137,8 @@ def _describe(error: jsonschema.ValidationError, shape: str) -> tuple[str, str]:
         needs = sorted({n for name in present for n in expected[name] if n not in instance})
         return path, f"{path}: {', '.join(present)} requires {', '.join(needs)}"
     if validator == "additionalProperties" and isinstance(instance, dict):
-        allowed = set((error.schema or {}).get("properties", {}))
+        schema: Any = error.schema
+        allowed = set((schema or {}).get("properties", {}))
         unknown = sorted(name for name in instance if name not in allowed)
         return path, f"{path}: unknown member {', '.join(unknown)} (not in the {shape})"
     if validator == "type":
@@ -311,7 +314,7 @@ def _check_fhir_server(url: Any) -> str | None:
         parts = None
     if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
         raise bad_request("fhirServer must be an absolute http(s) URL.", ["$.fhirServer"])
-    return url.rstrip("/")
+    return str(url).rstrip("/")
 
 
 def check_schema(name: str, document: Any) -> None:

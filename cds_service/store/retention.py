@@ -27,7 +27,8 @@ class PurgeResult:
 
 def _count(store: DecisionStore, table: Table, stamp: Column[datetime], cutoff: datetime) -> int:
     with store.reading() as connection:
-        return int(connection.scalar(select(func.count()).select_from(table).where(stamp < cutoff)))
+        counted = connection.scalar(select(func.count()).select_from(table).where(stamp < cutoff))
+        return int(counted or 0)
 
 
 def _delete(

@@ -105,7 +105,8 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, keys: Seque
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
     # The row count (1 stored, 0 skipped) is the answer; keep it on every driver.
-    return statement.execution_options(preserve_rowcount=True)
+    insert: Insert = statement.execution_options(preserve_rowcount=True)
+    return insert
 
 
 # Card decisions are written many rows to a statement: one driver call (and, on SQLite, one
@@ -286,10 +287,10 @@ class DecisionStore:
                 "generated a patient key secret and kept it in the decision store",
                 extra={"event": "patient_key_generated"},
             )
-        value: str = connection.scalar(
+        value = connection.scalar(
             select(store_meta.c.value).where(store_meta.c.name == _PATIENT_KEY_SECRET)
         )
-        return value
+        return str(value)
 
     @contextmanager
     def transaction(self, seconds: float | None = None) -> Iterator[Connection]:

@@ -171,10 +171,10 @@ class Terminology:
     def concepts_for_coding(self, coding: Mapping[str, Any]) -> frozenset[Concept]:
         """Concepts of one raw Coding dict: its code in its system, and its display."""
         system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
-        key = (system, code, display)
+        key: tuple[Any, Any, Any] | None = (system, code, display)
         memory = self._coding_memory
         try:
-            found = memory.get(key)
+            found = memory.get(key)  # type: ignore[arg-type]
         except TypeError:  # a list or dict where a string belongs: nothing to remember
             found, key = None, None
         if found is not None:

@@ -86,7 +86,8 @@ class FhirLoader:
         bundle = fixture.bundle()
         if self.today is None:
             return bundle
-        return shift_dates(bundle, (self.today - fixture.evaluation_date).days)
+        shifted: dict[str, Any] = shift_dates(bundle, (self.today - fixture.evaluation_date).days)
+        return shifted
 
     def load(self, fixture: Fixture) -> tuple[int, int]:
         """(created, updated) for one scenario's transaction; LoadError when it failed."""

@@ -168,7 +168,10 @@ class HttpTarget:
     def request_for(self, fixture: Fixture) -> dict[str, Any]:
         if self._today is None:
             return fixture.request
-        return shift_dates(fixture.request, (self._today - fixture.evaluation_date).days)
+        shifted: dict[str, Any] = shift_dates(
+            fixture.request, (self._today - fixture.evaluation_date).days
+        )
+        return shifted
 
     def cards(self, fixture: Fixture) -> list[dict[str, Any]]:
         url = f"{self.base_url}/cds-services/{fixture.service}"

@@ -200,7 +200,12 @@ def _prefetch_problems(prefetch: dict[str, Any], context: dict[str, Any]) -> Ite
     patient = prefetch.get("patient")
     patient_id = context.get("patientId")
     is_patient = isinstance(patient, dict) and patient.get("resourceType") == "Patient"
-    if is_patient and isinstance(patient_id, str) and patient.get("id") not in (None, patient_id):
+    if (
+        isinstance(patient, dict)
+        and is_patient
+        and isinstance(patient_id, str)
+        and patient.get("id") not in (None, patient_id)
+    ):
         yield _warning(
             "$.prefetch.patient.id", "$.prefetch.patient.id: differs from context.patientId"
         )
