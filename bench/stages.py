@@ -38,8 +38,7 @@ from cds_service.protocol.handler import card_context, record_input  # noqa: E40
 from cds_service.protocol.request import parse_hook_request, parse_json_object  # noqa: E402
 from cds_service.record.builder import RecordBuilder  # noqa: E402
 from cds_service.record.model import DataCategory  # noqa: E402
-from cds_service.rules.assessment import Assessment  # noqa: E402
-from cds_service.rules.engine import evaluate  # noqa: E402
+from cds_service.rules.engine import concerns_back_pain, evaluate  # noqa: E402
 from cds_service.runtime import Runtime, utc_today  # noqa: E402
 
 STAGES = ("parse", "check", "triage", "gather", "record", "rules", "cards", "answer")
@@ -65,18 +64,13 @@ class Pipeline:
         request = parse_hook_request(document, self.service)
         today = utc_today()
         checked = clock()
-        verdicts: dict[int, bool] = {}
-        drafts_input = record_input(request, today, {}, verdicts)
-        drafts = self.records.draft_orders(drafts_input)
-        drafts_only = self.records.build(drafts_input, drafts.orders)
-        if not Assessment(drafts_only).related_orders_under_review:
+        drafts = self.records.draft_orders(record_input(request, today, {}))
+        if not concerns_back_pain(drafts.orders):
             raise SystemExit("stages: the realistic request should be triaged in")
         triaged = clock()
         gathered = self.gatherer.gather(request, tuple(DataCategory), self.service.prefetch)
         fetched = clock()
-        record = self.records.build(
-            record_input(request, today, gathered.data, verdicts), drafts.orders
-        )
+        record = self.records.build(record_input(request, today, gathered.data), drafts.orders)
         built = clock()
         evaluation = evaluate(record)
         evaluated = clock()

@@ -16,7 +16,6 @@ from cds_service.config import Settings
 from cds_service.content_version import content_version
 from cds_service.fhir.access import FhirFetcher, PatientDataGatherer
 from cds_service.fhir.client import FhirClient
-from cds_service.fhir.parsing import KNOWN_TYPES
 from cds_service.fhir.servers import FhirServerPolicy
 from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
@@ -79,7 +78,7 @@ class Runtime:
             max_cards=settings.max_cards,
         )
         version = content_version(settings.cards_dir)
-        _warm_up()
+        _warm_up(terminology)
         elapsed = time.perf_counter() - started
         log.info(
             "runtime loaded",
@@ -97,9 +96,10 @@ class Runtime:
         )
 
 
-def _warm_up() -> None:
-    """Import the FHIR models and compile the schemas now, not on the first clinical request."""
-    for resource_type in sorted(KNOWN_TYPES):
+def _warm_up(terminology: Terminology) -> None:
+    """Import the FHIR models of the suggested orders and compile the schemas now, not on the
+    first clinical request (and before forking, so the workers share them)."""
+    for resource_type in sorted({o.resource_type for o in terminology.orderables.values()}):
         get_fhir_model_class(resource_type)
     for name in ("request", "response", "discovery", "feedback"):
         schema_problems(name, {})

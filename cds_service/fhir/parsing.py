@@ -1,59 +1,19 @@
-"""Lenient reading of FHIR R4 JSON as it arrives in real CDS Hooks traffic.
+"""Reading FHIR R4 JSON as it arrives in real CDS Hooks traffic: parsing, Bundles, dates.
 
-Resources are validated with the `fhir.resources.R4B` models (the package's default models are
-R5 and reject R4 shapes). Known defects of real clients are repaired first: the CDS Hooks
-sandbox sends MedicationRequest.category as an object and leaves out `intent`; published
-examples write `doseAndRate` as an object. A resource that still fails validation is skipped
-and logged by type and error location only, never by content.
+What the service reads of each resource is checked in `checks.py`.
 """
 
 from __future__ import annotations
 
-import copy
 import gc
-import hashlib
 import json
-import logging
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
 import orjson
-import pydantic
-from fhir.resources.R4B import get_fhir_model_class
-from fhir_core.fhirabstractmodel import FHIRAbstractModel
-
-log = logging.getLogger(__name__)
-
-# Resource types the service reads; anything else (e.g. DSTU2 MedicationOrder) is ignored.
-KNOWN_TYPES = frozenset(
-    {
-        "Patient",
-        "Condition",
-        "MedicationRequest",
-        "MedicationStatement",
-        "Medication",
-        "ServiceRequest",
-        "Procedure",
-        "Observation",
-        "DeviceRequest",
-        "NutritionOrder",
-        "VisionPrescription",
-    }
-)
-
-# Elements that R4 defines as lists but that real clients send as a single object.
-_LIST_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "MedicationRequest": ("category", "reasonCode", "dosageInstruction", "note"),
-    "ServiceRequest": ("category", "reasonCode", "orderDetail", "bodySite", "note"),
-    "Condition": ("category", "bodySite", "note"),
-    "Observation": ("category", "performer", "note"),
-    "Procedure": ("reasonCode", "bodySite", "note"),
-}
 
 
 class NumberOutOfRange(json.JSONDecodeError):
@@ -225,167 +185,6 @@ def resources_of(value: Any) -> list[dict[str, Any]]:
     if is_operation_outcome(value) or not isinstance(value.get("resourceType"), str):
         return []
     return [value]
-
-
-def _repair(raw: dict[str, Any], resource_type: str) -> dict[str, Any]:
-    repaired = raw
-    for element in _LIST_ELEMENTS.get(resource_type, ()):
-        if isinstance(repaired.get(element), dict):
-            if repaired is raw:
-                repaired = dict(raw)
-            repaired[element] = [repaired[element]]
-    if resource_type == "MedicationRequest":
-        dosages = repaired.get("dosageInstruction")
-        if isinstance(dosages, list) and any(
-            isinstance(d, dict) and isinstance(d.get("doseAndRate"), dict) for d in dosages
-        ):
-            if repaired is raw:
-                repaired = dict(raw)
-            repaired["dosageInstruction"] = [
-                {**d, "doseAndRate": [d["doseAndRate"]]}
-                if isinstance(d, dict) and isinstance(d.get("doseAndRate"), dict)
-                else d
-                for d in dosages
-            ]
-    return repaired
-
-
-def _fill_required(
-    raw: dict[str, Any], resource_type: str, patient_ref: str | None
-) -> dict[str, Any]:
-    """Supply required elements draft orders often lack, from what the hook context says."""
-    if resource_type not in {"MedicationRequest", "ServiceRequest", "DeviceRequest"}:
-        return raw
-    filled = dict(raw)
-    filled.setdefault("status", "draft")
-    filled.setdefault("intent", "proposal")
-    if patient_ref and "subject" not in filled:
-        filled["subject"] = {"reference": patient_ref}
-    return filled
-
-
-def _drop_paths(raw: dict[str, Any], paths: list[tuple[Any, ...]]) -> dict[str, Any]:
-    cleaned = copy.deepcopy(raw)
-    for path in paths:
-        node: Any = cleaned
-        for step in path[:-1]:
-            try:
-                node = node[step]
-            except (KeyError, IndexError, TypeError):
-                node = None
-                break
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    return cleaned
-
-
-def _validate(
-    raw: dict[str, Any], draft_patient_ref: str | None
-) -> tuple[FHIRAbstractModel | None, tuple[dict[str, str], ...]]:
-    """The validated model, or None and where validation failed (locations, never values)."""
-    resource_type = raw.get("resourceType")
-    if resource_type not in KNOWN_TYPES:
-        return None, ()
-    model_class = get_fhir_model_class(resource_type)
-    candidate = _repair(raw, resource_type)
-    if draft_patient_ref is not None:
-        candidate = _fill_required(candidate, resource_type, draft_patient_ref)
-    model, problems = _model_or_problems(model_class, candidate)
-    # Members this FHIR version does not define (vendor additions, R5 leftovers) are dropped.
-    unknown = [tuple(p["loc"]) for p in problems if p["type"] == "extra_forbidden"]
-    if unknown and len(unknown) == len(problems):
-        model, problems = _model_or_problems(model_class, _drop_paths(candidate, unknown))
-    if model is not None:
-        return model, ()
-    return None, tuple(
-        {"at": ".".join(str(s) for s in p["loc"]), "type": p["type"]} for p in problems[:5]
-    )
-
-
-def _model_or_problems(
-    model_class: type[FHIRAbstractModel], candidate: dict[str, Any]
-) -> tuple[FHIRAbstractModel | None, list[Any]]:
-    try:
-        return model_class.model_validate(candidate), []
-    except pydantic.ValidationError as error:
-        return None, error.errors()
-    except (KeyError, TypeError, ValueError) as error:
-        # fhir.resources resolves a contained resource's type outside pydantic's error
-        # handling: an unknown or non-string resourceType there fails with a plain error.
-        return None, [{"loc": ("contained",), "type": f"invalid_{type(error).__name__}"}]
-
-
-def _log_skipped(resource_type: Any, problems: tuple[dict[str, str], ...]) -> None:
-    log.warning(
-        "skipped malformed resource",
-        extra={
-            "event": "resource_skipped",
-            "resource_type": resource_type,
-            "problems": list(problems),
-        },
-    )
-
-
-def validate_resource(
-    raw: dict[str, Any], *, draft_patient_ref: str | None = None
-) -> FHIRAbstractModel | None:
-    """Validate one R4 resource leniently; None (and a log line) when it cannot be read.
-
-    `draft_patient_ref` marks a draft order from the hook context: missing status, intent and
-    subject are then filled in, because the context already says whose draft it is.
-    """
-    model, problems = _validate(raw, draft_patient_ref)
-    if model is None and raw.get("resourceType") in KNOWN_TYPES:
-        _log_skipped(raw.get("resourceType"), problems)
-    return model
-
-
-class _VerdictCache:
-    """Per-worker memory of which resource contents validate, keyed by a digest of the content.
-
-    Whether a resource is valid FHIR depends on its content alone, and EHRs send the same
-    resources again and again: order-select fires on every edit of an order, order-sign follows
-    with the same record. Remembering the verdict (not the model) spares the costly validation
-    of content already seen, with exactly the same outcome.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._verdicts: OrderedDict[bytes, tuple[dict[str, str], ...] | None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def readable(self, raw: dict[str, Any], draft_patient_ref: str | None) -> bool:
-        if raw.get("resourceType") not in KNOWN_TYPES:
-            return False
-        try:
-            canonical = orjson.dumps([draft_patient_ref, raw], option=orjson.OPT_SORT_KEYS)
-        except (TypeError, ValueError):  # not JSON content: validate without remembering
-            return validate_resource(raw, draft_patient_ref=draft_patient_ref) is not None
-        key = hashlib.blake2b(canonical, digest_size=16).digest()
-        with self._lock:
-            known = key in self._verdicts
-            if known:
-                self._verdicts.move_to_end(key)
-                problems = self._verdicts[key]
-        if not known:
-            model, found = _validate(raw, draft_patient_ref)
-            problems = None if model is not None else found
-            with self._lock:
-                self._verdicts[key] = problems
-                if len(self._verdicts) > self._capacity:
-                    self._verdicts.popitem(last=False)
-        if problems is None:
-            return True
-        _log_skipped(raw.get("resourceType"), problems)  # logged on every request it is skipped in
-        return False
-
-
-_VERDICTS = _VerdictCache(capacity=20_000)
-
-
-def readable(raw: dict[str, Any], *, draft_patient_ref: str | None = None) -> bool:
-    """Whether a resource is valid FHIR R4 (after the lenient repairs); logs it when not."""
-    return _VERDICTS.readable(raw, draft_patient_ref)
 
 
 def to_date(value: Any) -> date | None:

@@ -25,8 +25,7 @@ from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
 from cds_service.record.builder import RecordBuilder, RecordInput
 from cds_service.record.model import DataCategory, OrderEntry
-from cds_service.rules.assessment import Assessment
-from cds_service.rules.engine import Evaluation, evaluate
+from cds_service.rules.engine import Evaluation, concerns_back_pain, evaluate
 from cds_service.rules.registry import DECISION_DATA
 from cds_service.vocabulary import CardRecord
 
@@ -41,10 +40,7 @@ def _log_missing(missing: tuple[DataCategory, ...], **fields: Any) -> None:
 
 
 def record_input(
-    request: HookRequest,
-    today: date,
-    data: Mapping[DataCategory, Any],
-    draft_verdicts: dict[int, bool],
+    request: HookRequest, today: date, data: Mapping[DataCategory, Any]
 ) -> RecordInput:
     """What the record builder needs from a hook request, with the patient data at hand."""
     return RecordInput(
@@ -56,7 +52,6 @@ def record_input(
         draft_orders=request.draft_orders,
         selections=request.selections,
         data=data,
-        draft_verdicts=draft_verdicts,
     )
 
 
@@ -135,15 +130,13 @@ class HookHandler:
         service = self.service(service_id)
         request = parse_hook_request(document, service)
         today = self._today()
-        draft_verdicts: dict[int, bool] = {}
 
+        # One pass: the drafts are built once, triaged, and become the record's orders.
         built_drafts: tuple[OrderEntry, ...] | None = None
         if request.hook in ORDER_HOOKS:
-            drafts_input = record_input(request, today, {}, draft_verdicts)
-            drafts = self._record_builder.draft_orders(drafts_input)
+            drafts = self._record_builder.draft_orders(record_input(request, today, {}))
             if drafts.complete:
-                drafts_only = self._record_builder.build(drafts_input, drafts.orders)
-                if not Assessment(drafts_only).related_orders_under_review:
+                if not concerns_back_pain(drafts.orders):
                     return HookOutcome(request, decision="no back-pain order under review")
                 built_drafts = drafts.orders
 
@@ -159,7 +152,7 @@ class HookHandler:
                 [f"prefetch.{category.value}" for category in missing],
             )
         record = self._record_builder.build(
-            record_input(request, today, gathered.data, draft_verdicts), built_drafts
+            record_input(request, today, gathered.data), built_drafts
         )
         evaluation = evaluate(record)
         built = self._card_builder.cards(

@@ -1,22 +1,23 @@
 """Build the patient record view from the FHIR data a request brought or the service fetched.
 
 Codes are matched on the raw JSON first, which is cheap; only resources that mean something to
-the guideline are then validated with the FHIR R4 models. Conditions and observations, the
-kinds that pile up over years, are validated later still: only when a rule consults them (see
-`WellFormed`). On a record of thousands of resources this keeps the work proportional to what
-matters.
+the guideline become entries, and each of those is checked first (`fhir.checks`: the elements
+read here, held to the rules of FHIR R4). A resource that fails is skipped and logged, so the
+record holds only well-formed entries and the rules never validate anything. On a record of
+thousands of resources this keeps the work proportional to what matters.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from cds_service.fhir.parsing import readable, to_date
+from cds_service.fhir.checks import well_formed
+from cds_service.fhir.parsing import to_date
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
@@ -25,7 +26,6 @@ from cds_service.record.model import (
     OrderEntry,
     PatientRecord,
     ProcedureEntry,
-    WellFormed,
 )
 from cds_service.terminology.concepts import Concept
 from cds_service.terminology.index import (
@@ -84,9 +84,6 @@ class RecordInput:
     draft_orders: Sequence[dict[str, Any]]
     selections: frozenset[str] | None  # None: every draft is under review (order-sign)
     data: Mapping[DataCategory, Sequence[dict[str, Any]] | None]  # None: could not be had
-    # Validation verdicts of this call's draft orders by position, shared by the triage on the
-    # drafts alone and the full build, so that each draft is validated once per call.
-    draft_verdicts: dict[int, bool] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _items(value: Any) -> list[Any]:
@@ -155,8 +152,9 @@ def _label(codeable: Any) -> str:
 def _status_code(codeable: Any) -> str | None:
     if isinstance(codeable, dict):
         for coding in _items(codeable.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                return coding["code"]
+            code = coding.get("code") if isinstance(coding, dict) else None
+            if isinstance(code, str):
+                return code
     return None
 
 
@@ -206,6 +204,8 @@ class _MedicationResolver:
                 )
                 if medication is None:
                     self.unresolved = True
+                elif not well_formed(medication):
+                    medication = None  # read as if only its display were known
         if isinstance(medication, dict):
             return medication.get("code"), medication.get("form")
         display = reference.get("display")
@@ -240,7 +240,7 @@ class RecordBuilder:
 
     def draft_orders(self, source: RecordInput) -> DraftOrders:
         resolver = _MedicationResolver(source.draft_orders)
-        orders = self._draft_orders(source, resolver, f"Patient/{source.patient_id}")
+        orders = self._draft_orders(source, resolver)
         return DraftOrders(tuple(orders), complete=not resolver.unresolved)
 
     def build(
@@ -250,12 +250,11 @@ class RecordBuilder:
         the same drafts by `draft_orders` (complete), so they are not built twice."""
         data = source.data
         available = frozenset(category for category, value in data.items() if value is not None)
-        patient_ref = f"Patient/{source.patient_id}"
         history_meds = list(data.get(DataCategory.MEDICATIONS) or ())
         resolver = _MedicationResolver([*source.draft_orders, *history_meds])
 
         if drafts is None:
-            drafts = self._draft_orders(source, resolver, patient_ref)
+            drafts = self._draft_orders(source, resolver)
         draft_refs = {order.reference for order in drafts if order.reference}
         history = [
             order
@@ -286,7 +285,7 @@ class RecordBuilder:
                 continue
             if raw.get("id") not in (None, patient_id):
                 continue
-            if readable(raw):
+            if well_formed(raw):
                 return to_date(raw.get("birthDate"))
         return None
 
@@ -296,7 +295,7 @@ class RecordBuilder:
             if raw.get("resourceType") != "Condition":
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts:
+            if not concepts or not well_formed(raw):
                 continue
             onset = raw.get("onsetDateTime")
             if onset is None and isinstance(raw.get("onsetPeriod"), dict):
@@ -310,7 +309,6 @@ class RecordBuilder:
                 verification_status=_status_code(raw.get("verificationStatus")),
                 onset=to_date(onset),
                 recorded=to_date(raw.get("recordedDate")),
-                well_formed=_validated_later(raw),
             )
 
     def _order_concepts(
@@ -349,18 +347,13 @@ class RecordBuilder:
             is_selected=is_selected,
         )
 
-    def _draft_orders(
-        self, source: RecordInput, resolver: _MedicationResolver, patient_ref: str
-    ) -> list[OrderEntry]:
+    def _draft_orders(self, source: RecordInput, resolver: _MedicationResolver) -> list[OrderEntry]:
         drafts: list[OrderEntry] = []
-        verdicts = source.draft_verdicts
-        for position, raw in enumerate(source.draft_orders):
+        for raw in source.draft_orders:
             if raw.get("resourceType") not in {"MedicationRequest", "ServiceRequest"}:
                 continue
-            # Drafts are always validated: the rules act on them and suggestions point at them.
-            if position not in verdicts:
-                verdicts[position] = readable(raw, draft_patient_ref=patient_ref)
-            if not verdicts[position]:
+            # Drafts are always checked: the rules act on them and suggestions point at them.
+            if not well_formed(raw, draft=True):
                 continue
             reference = f"{raw['resourceType']}/{raw.get('id')}"
             selected = source.selections is None or reference in source.selections
@@ -376,7 +369,7 @@ class RecordBuilder:
             if _status(raw) in _IGNORED_ORDER_STATUSES:
                 continue
             ordered = self._order_concepts(raw, resolver)
-            if not ordered[1] or not readable(raw):
+            if not ordered[1] or not well_formed(raw):
                 continue
             yield self._order(raw, resolver, is_draft=False, is_selected=False, ordered=ordered)
 
@@ -388,7 +381,7 @@ class RecordBuilder:
             if _status(raw) in _IGNORED_PROCEDURE_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts or not readable(raw):
+            if not concepts or not well_formed(raw):
                 continue
             performed = raw.get("performedDateTime")
             if performed is None and isinstance(raw.get("performedPeriod"), dict):
@@ -409,7 +402,7 @@ class RecordBuilder:
             if _status(raw) in _IGNORED_OBSERVATION_STATUSES:
                 continue
             concepts = terminology.concepts_for_codeable(raw.get("code"))
-            if not concepts:
+            if not concepts or not well_formed(raw):
                 continue
             value, unit = _quantity(raw.get("valueQuantity"), concepts)
             effective = raw.get("effectiveDateTime") or raw.get("effectiveInstant")
@@ -422,12 +415,7 @@ class RecordBuilder:
                 unit=unit,
                 effective=to_date(effective or raw.get("issued")),
                 status=_status(raw),
-                well_formed=_validated_later(raw),
             )
-
-
-def _validated_later(raw: dict[str, Any]) -> WellFormed:
-    return WellFormed(lambda: readable(raw))
 
 
 def _quantity(quantity: Any, concepts: frozenset[Concept]) -> tuple[float | None, str | None]:

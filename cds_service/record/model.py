@@ -6,7 +6,7 @@ terminology index, so rules ask "is this an opioid?" and never compare code stri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -29,33 +29,6 @@ class DataCategory(StrEnum):
 ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
 INVALID_VERIFICATION_STATUSES = frozenset({"refuted", "entered-in-error"})
 ACTIVE_ORDER_STATUSES = frozenset({"active", "on-hold", "draft"})
-
-
-class WellFormed:
-    """Whether an entry's FHIR resource passes validation, decided the first time it is asked.
-
-    Validating a resource costs far more than reading it, and most entries of a long record
-    (years of vitals, resolved problems) are never consulted by a rule. The rules first narrow
-    the entries by concept, status and date, and only then ask this, so an entry whose resource
-    is malformed never counts, as before, but only the entries that could count are validated.
-    """
-
-    __slots__ = ("_check", "_verdict")
-
-    def __init__(self, check: Callable[[], bool]) -> None:
-        self._check: Callable[[], bool] | None = check
-        self._verdict: bool | None = None
-
-    def __call__(self) -> bool:
-        if self._verdict is None:
-            assert self._check is not None
-            self._verdict = self._check()
-            self._check = None  # lets go of the raw resource
-        return self._verdict
-
-
-def _always_well_formed() -> bool:
-    return True
 
 
 @dataclass(frozen=True)
@@ -81,12 +54,6 @@ class ConditionEntry:
     verification_status: str | None
     onset: date | None
     recorded: date | None
-    well_formed: Callable[[], bool] = field(default=_always_well_formed, compare=False, repr=False)
-
-    @property
-    def is_well_formed(self) -> bool:
-        """The resource passes FHIR validation (ask last: it may validate now)."""
-        return self.well_formed()
 
     @property
     def is_valid(self) -> bool:
@@ -158,12 +125,6 @@ class ObservationEntry:
     unit: str | None
     effective: date | None
     status: str | None
-    well_formed: Callable[[], bool] = field(default=_always_well_formed, compare=False, repr=False)
-
-    @property
-    def is_well_formed(self) -> bool:
-        """The resource passes FHIR validation (ask last: it may validate now)."""
-        return self.well_formed()
 
 
 @dataclass(frozen=True)
@@ -211,18 +172,10 @@ class PatientRecord:
         return {concept: tuple(found) for concept, found in grouped.items()}
 
     def conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
-        return tuple(
-            c
-            for c in self._conditions_by_concept.get(concept, ())
-            if c.is_valid and c.is_well_formed
-        )
+        return tuple(c for c in self._conditions_by_concept.get(concept, ()) if c.is_valid)
 
     def active_conditions_with(self, concept: Concept) -> tuple[ConditionEntry, ...]:
-        return tuple(
-            c
-            for c in self._conditions_by_concept.get(concept, ())
-            if c.is_active and c.is_well_formed
-        )
+        return tuple(c for c in self._conditions_by_concept.get(concept, ()) if c.is_active)
 
     def days_since(self, when: date | None) -> int | None:
         return None if when is None else (self.today - when).days

@@ -140,11 +140,7 @@ class Assessment:
 
     @cached_property
     def back_pain_conditions(self) -> tuple[ConditionEntry, ...]:
-        return tuple(
-            c
-            for c in self.record.conditions
-            if c.is_active and c.concepts & BACK_PAIN and c.is_well_formed
-        )
+        return tuple(c for c in self.record.conditions if c.is_active and c.concepts & BACK_PAIN)
 
     @cached_property
     def back_pain_orders(self) -> tuple[OrderEntry, ...]:
@@ -262,7 +258,6 @@ class Assessment:
             and o.value is not None
             and o.value >= FEVER_THRESHOLD_CELSIUS
             and self._within(o.effective, FEVER_WINDOW_DAYS)
-            and o.is_well_formed
         ]
         if not febrile:
             return []
@@ -320,8 +315,7 @@ class Assessment:
         ]
 
     def _weight_loss_measured(self) -> list[RedFlagFinding]:
-        # Oldest first. Only the latest well-formed weight and the heaviest well-formed one of
-        # the window before it decide, so only those are validated (see WellFormed).
+        # Oldest first. The latest weight and the heaviest one of the window before it decide.
         weights = sorted(
             (
                 o
@@ -330,11 +324,9 @@ class Assessment:
             ),
             key=lambda o: o.effective or date.min,
         )
-        latest_at = next(
-            (i for i in range(len(weights) - 1, -1, -1) if weights[i].is_well_formed), None
-        )
-        if latest_at is None:
+        if not weights:
             return []
+        latest_at = len(weights) - 1
         latest = weights[latest_at]
         assert latest.effective is not None and latest.value is not None
         window_start = latest.effective - timedelta(days=WEIGHT_LOSS_LOOKBACK_DAYS)
@@ -346,7 +338,7 @@ class Assessment:
         ]
         # Heaviest first; among equals the earliest, as max() over the window would pick.
         by_weight = sorted(enumerate(earlier), key=lambda pair: (-(pair[1].value or 0.0), pair[0]))
-        heaviest = next((w for _, w in by_weight if w.is_well_formed), None)
+        heaviest = next((w for _, w in by_weight), None)
         if heaviest is None:
             return []
         assert heaviest.value is not None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 
 from cds_service.record.model import OrderEntry, PatientRecord
-from cds_service.rules.assessment import Assessment
+from cds_service.rules.assessment import BACK_PAIN_ORDER_CONCEPTS, Assessment
 from cds_service.rules.findings import Finding
 from cds_service.rules.registry import RECOMMENDATIONS
 from cds_service.rules.unit import Recommendation
+from cds_service.terminology.concepts import BACK_PAIN
 
 
 @dataclass(frozen=True)
@@ -84,4 +85,17 @@ def evaluate(
         back_pain=True,
         condition_refs=refs,
         pain_duration_days=assessment.pain_duration_days,
+    )
+
+
+def concerns_back_pain(drafts: Iterable[OrderEntry]) -> bool:
+    """Triage of an order hook on its draft orders alone, before any patient data is read:
+    whether an order under review is back-pain related (a back-pain reason, or a kind of order
+    the guideline speaks to). When none is, no order-hook card can fire. The same test as
+    `Assessment.is_back_pain_related` (a test holds them equal), without building a record.
+    """
+    return any(
+        draft.is_selected
+        and (bool(draft.reason_concepts & BACK_PAIN) or draft.has_any(BACK_PAIN_ORDER_CONCEPTS))
+        for draft in drafts
     )
