@@ -51,98 +51,145 @@ class Problem:
 
 
 class _Malformed(Exception):
-    def __init__(self, at: str, kind: str) -> None:
-        self.problem = Problem(at, kind)
+    """A broken element; the steps to it are added as the checks unwind (so that a
+    well-formed resource, the common case, never pays for formatting a path)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.steps: list[str] = []  # innermost first
+
+    def at(self, step: str) -> _Malformed:
+        self.steps.append(step)
+        return self
+
+    def problem(self) -> Problem:
+        return Problem("".join(reversed(self.steps)).removeprefix("."), self.kind)
 
 
-def _calendar(match: re.Match[str] | None, at: str, kind: str) -> None:
+_Check = Callable[[Any], None]
+
+
+def _calendar(match: re.Match[str] | None, kind: str) -> None:
     if match is None:
-        raise _Malformed(at, f"not a FHIR {kind}")
-    year, month, day = match.group(1, 2, 3)
-    try:
-        date(int(year), int(month or 1), int(day or 1))
-    except ValueError:
-        raise _Malformed(at, f"not a FHIR {kind}") from None
+        raise _Malformed(f"not a FHIR {kind}")
+    day = match.group(3)
+    if day is not None and day > "28":  # the one part a pattern cannot tell: does it exist?
+        try:
+            date(int(match.group(1)), int(match.group(2)), int(day))
+        except ValueError:
+            raise _Malformed(f"not a FHIR {kind}") from None
+    elif match.group(1) == "0000":
+        raise _Malformed(f"not a FHIR {kind}")
 
 
-def _string(value: Any, at: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise _Malformed(at, "not a string")
+def _string(value: Any) -> None:
+    if type(value) is not str or not value:
+        raise _Malformed("not a string")
 
 
-def _code(value: Any, at: str) -> None:
-    if not isinstance(value, str) or not _CODE(value):
-        raise _Malformed(at, "not a FHIR code")
+def _code(value: Any) -> None:
+    if type(value) is not str or not _CODE(value):
+        raise _Malformed("not a FHIR code")
 
 
-def _id(value: Any, at: str) -> None:
-    if not isinstance(value, str) or not _ID(value):
-        raise _Malformed(at, "not a FHIR id")
+def _id(value: Any) -> None:
+    if type(value) is not str or not _ID(value):
+        raise _Malformed("not a FHIR id")
 
 
-def _date(value: Any, at: str) -> None:
-    _calendar(_DATE(value) if isinstance(value, str) else None, at, "date")
+def _date(value: Any) -> None:
+    _calendar(_DATE(value) if type(value) is str else None, "date")
 
 
-def _date_time(value: Any, at: str) -> None:
-    _calendar(_DATE_TIME(value) if isinstance(value, str) else None, at, "dateTime")
+def _date_time(value: Any) -> None:
+    _calendar(_DATE_TIME(value) if type(value) is str else None, "dateTime")
 
 
-def _instant(value: Any, at: str) -> None:
-    _calendar(_INSTANT(value) if isinstance(value, str) else None, at, "instant")
+def _instant(value: Any) -> None:
+    _calendar(_INSTANT(value) if type(value) is str else None, "instant")
 
 
-def _number(value: Any, at: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Malformed(at, "not a number")
-
-
-_Check = Callable[[Any, str], None]
+def _number(value: Any) -> None:
+    if type(value) is not int and type(value) is not float:
+        raise _Malformed("not a number")
 
 
 def _datatype(*members: tuple[str, _Check]) -> _Check:
     """The check of a complex datatype: a JSON object whose members read are checked."""
+    steps = {name: f".{name}" for name, _ in members}
 
-    def check(value: Any, at: str) -> None:
-        if not isinstance(value, dict):
-            raise _Malformed(at, "not an object")
+    def check(value: Any) -> None:
+        if type(value) is not dict:
+            raise _Malformed("not an object")
         for name, check_member in members:
-            if name in value:
-                check_member(value[name], f"{at}.{name}")
+            member = value.get(name)
+            if member is not None:
+                try:
+                    check_member(member)
+                except _Malformed as malformed:
+                    raise malformed.at(steps[name]) from None
 
     return check
 
 
 def _array_of(check: _Check) -> _Check:
-    def each(value: Any, at: str) -> None:
-        if not isinstance(value, list):
-            raise _Malformed(at, "not an array")
+    def each(value: Any) -> None:
+        if type(value) is not list:
+            raise _Malformed("not an array")
         for index, item in enumerate(value):
-            check(item, f"{at}[{index}]")
+            try:
+                check(item)
+            except _Malformed as malformed:
+                raise malformed.at(f"[{index}]") from None
 
     return each
-
-
-_coding = _datatype(("system", _string), ("code", _code), ("display", _string))
-_codeable = _datatype(("coding", _array_of(_coding)), ("text", _string))
-_reference = _datatype(("reference", _string), ("display", _string))
-_period = _datatype(("start", _date_time), ("end", _date_time))
-_quantity = _datatype(("value", _number), ("unit", _string), ("system", _string), ("code", _code))
 
 
 def _repeating(check: _Check) -> _Check:
     """A repeating element: an array, or (as real clients send it) a single object."""
+    each = _array_of(check)
 
-    def each(value: Any, at: str) -> None:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                check(item, f"{at}[{index}]")
+    def one_or_more(value: Any) -> None:
+        if type(value) is list:
+            each(value)
         else:
-            check(value, at)
+            check(value)
 
-    return each
+    return one_or_more
 
 
+def _coding(value: Any) -> None:
+    # Written out rather than built by _datatype: codings are most of what is checked.
+    if type(value) is not dict:
+        raise _Malformed("not an object")
+    system, code, display = value.get("system"), value.get("code"), value.get("display")
+    if system is not None and (type(system) is not str or not system):
+        raise _Malformed("not a string").at(".system")
+    if code is not None and (type(code) is not str or not _CODE(code)):
+        raise _Malformed("not a FHIR code").at(".code")
+    if display is not None and (type(display) is not str or not display):
+        raise _Malformed("not a string").at(".display")
+
+
+def _codeable(value: Any) -> None:
+    if type(value) is not dict:
+        raise _Malformed("not an object")
+    codings, text = value.get("coding"), value.get("text")
+    if codings is not None:
+        if type(codings) is not list:
+            raise _Malformed("not an array").at(".coding")
+        for index, coding in enumerate(codings):
+            try:
+                _coding(coding)
+            except _Malformed as malformed:
+                raise malformed.at(f"[{index}]").at(".coding") from None
+    if text is not None and (type(text) is not str or not text):
+        raise _Malformed("not a string").at(".text")
+
+
+_reference = _datatype(("reference", _string), ("display", _string))
+_period = _datatype(("start", _date_time), ("end", _date_time))
+_quantity = _datatype(("value", _number), ("unit", _string), ("system", _string), ("code", _code))
 _dosage = _datatype(("route", _codeable))
 
 # Per resource type: the elements the record builder reads, and which of them R4 requires.
@@ -218,32 +265,35 @@ def _contained(raw: dict[str, Any]) -> None:
     contained = raw.get("contained")
     if contained is None:
         return
-    if not isinstance(contained, list):
-        raise _Malformed("contained", "not an array")
+    if type(contained) is not list:
+        raise _Malformed("not an array").at(".contained")
     for index, resource in enumerate(contained):
-        at = f"contained[{index}]"
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise _Malformed(at, "not a resource")
+        if type(resource) is not dict or type(resource.get("resourceType")) is not str:
+            raise _Malformed("not a resource").at(f".contained[{index}]")
     target = raw.get("medicationReference")
-    reference = target.get("reference") if isinstance(target, dict) else None
-    if isinstance(reference, str) and reference.startswith("#"):
+    reference = target.get("reference") if type(target) is dict else None
+    if type(reference) is str and reference.startswith("#"):
         for index, resource in enumerate(contained):
             if resource.get("id") == reference[1:]:
                 if resource["resourceType"] != "Medication":
-                    raise _Malformed(f"contained[{index}]", "not a Medication")
-                _elements(resource, "Medication", f"contained[{index}].", ())
+                    raise _Malformed("not a Medication").at(f".contained[{index}]")
+                try:
+                    _elements(resource, "Medication", ())
+                except _Malformed as malformed:
+                    raise malformed.at(f".contained[{index}]") from None
 
 
-def _elements(
-    raw: dict[str, Any], resource_type: str, prefix: str, required: tuple[str, ...]
-) -> None:
+def _elements(raw: dict[str, Any], resource_type: str, required: tuple[str, ...]) -> None:
     for name in required:
         if raw.get(name) is None:
-            raise _Malformed(f"{prefix}{name}", "missing")
+            raise _Malformed("missing").at(f".{name}")
     for name, check in _ELEMENTS[resource_type]:
         value = raw.get(name)
         if value is not None:
-            check(value, f"{prefix}{name}")
+            try:
+                check(value)
+            except _Malformed as malformed:
+                raise malformed.at(f".{name}") from None
 
 
 def problem_of(raw: dict[str, Any], *, draft: bool = False) -> Problem | None:
@@ -253,18 +303,18 @@ def problem_of(raw: dict[str, Any], *, draft: bool = False) -> Problem | None:
     says it is a draft).
     """
     resource_type = raw.get("resourceType")
-    if not isinstance(resource_type, str) or resource_type not in _ELEMENTS:
+    if type(resource_type) is not str or resource_type not in _ELEMENTS:
         return Problem("resourceType", "not a resource type the service reads")
     required = () if draft else _REQUIRED.get(resource_type, ())
     try:
-        _elements(raw, resource_type, "", required)
+        _elements(raw, resource_type, required)
         choices = [name for name in CHOICES.get(resource_type, ()) if name in raw]
         if len(choices) > 1:
-            raise _Malformed(choices[1], "a second value of a choice element")
+            raise _Malformed("a second value of a choice element").at(choices[1])
         if resource_type == "MedicationRequest":
             _contained(raw)
     except _Malformed as malformed:
-        return malformed.problem
+        return malformed.problem()
     return None
 
 
