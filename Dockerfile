@@ -1,4 +1,4 @@
-# The back-pain CDS service under gunicorn (`cds-service serve`).
+# The back-pain CDS service under its production server (`cds-service serve`: granian).
 # Stage 1 builds the wheel; stage 2 installs it with its runtime dependencies only (no build
 # tools, no test extras) and runs as a non-root user. The fixture library is copied too, so the
 # same image can load it into a FHIR server (`cds-service fixtures load`, see docker-compose.yml);

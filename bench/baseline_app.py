@@ -1,20 +1,19 @@
-"""The yardstick: a bare Flask JSON endpoint under gunicorn, configured as `cds-service serve` is.
+"""The yardstick: a bare Flask JSON endpoint under gunicorn with sync workers.
 
     python bench/baseline_app.py --port 8090 [--workers 2]
 
 It reads the request body (so it receives exactly the bytes the service receives) and answers
-`{"cards": []}`: what Flask and gunicorn cost on their own, with no CDS work at all. It runs
-under the very gunicorn settings of `cds-service serve` (`gunicorn_server`: sync workers,
-preloaded app, no access log), so the two differ only in what the application does.
+`{"cards": []}`: what Flask and gunicorn cost on their own, with no CDS work at all. gunicorn
+with sync workers is what a Flask user deploys by default, so it stays the fixed reference
+whatever server `cds-service serve` uses (preloaded app, no access log).
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
-
-from cds_service.commands.serve import gunicorn_server
 
 app = Flask("baseline")
 app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -30,6 +29,35 @@ def call_service(service_id: str) -> Response:
 @app.get("/health")
 def health() -> Response:
     return jsonify({"status": "ok"})
+
+
+def gunicorn_server(
+    app: Any, *, bind: str, workers: int, timeout: int, proc_name: str, threads: int = 1
+) -> Any:
+    """gunicorn with the app loaded before forking: sync workers, or gthread with `threads`."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", timeout)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("preload_app", True)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("errorlog", "-")
+            self.cfg.set("proc_name", proc_name)
+            # No control socket: gunicorn 25+ opens one per user by default, shared by every
+            # server on the machine.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            return app
+
+    return _Server()
 
 
 def main() -> int:

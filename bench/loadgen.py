@@ -1,14 +1,20 @@
-"""Drive one HTTP endpoint with a fixed number of concurrent connections for a fixed time.
+"""Drive a server with a fixed number of concurrent connections for a fixed time.
 
 Two generators with the same contract: `wrk` when it is installed (it costs the shared CPU
 least), otherwise a single-threaded Python generator on non-blocking sockets. Both keep a
 connection alive while the server allows it and reconnect when it closes (gunicorn's sync
 workers close after every answer), and both count every answer that is not 2xx, every failed
 connection and every timeout as an error.
+
+Requests cycle through the calls given (path and body template). With fresh numbers (the
+default of bench/run.py) each request's template gets the next request number in every id,
+reference and hookInstance, so that no request repeats content the server saw before; without,
+every request of a call is the same (the repeated figure, which caches help).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -18,10 +24,24 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _TIMEOUT_SECONDS = 10.0
+
+
+MARK = b"~" * 12  # bench/workloads.py's mark, replaced by the request number
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    template: bytes  # the JSON body, with MARK where the request number goes
+
+
+def numbered(template: bytes, number: int) -> bytes:
+    return template.replace(MARK, b"%012d" % number)
 
 
 @dataclass(frozen=True)
@@ -53,13 +73,46 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[max(0, min(len(sorted_values) - 1, rank))]
 
 
-# wrk reports its own histogram; this script posts the body and prints one JSON line at the end.
+# wrk reports its own histogram; this script posts the calls in turn (each template cut at the
+# marks once, then joined around the next request number) and prints one JSON line at the end.
 _WRK_SCRIPT = """
-local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
+local mark = string.rep("~", 12)
+local counter = tonumber(os.getenv("BENCH_FIRST"))
+local fresh = counter >= 0
+local calls = {}
+local headers = {["Content-Type"] = "application/json"}
+
+init = function(args)
+  for line in io.lines(os.getenv("BENCH_CALLS")) do
+    local path, file = line:match("^(.-)\t(.*)$")
+    local f = assert(io.open(file, "rb"))
+    local body = f:read("*a")
+    f:close()
+    local pieces, start = {}, 1
+    while true do
+      local i, j = body:find(mark, start, true)
+      if not i then
+        pieces[#pieces + 1] = body:sub(start)
+        break
+      end
+      pieces[#pieces + 1] = body:sub(start, i - 1)
+      start = j + 1
+    end
+    local call = {path = path, pieces = pieces}
+    call.fixed = wrk.format("POST", path, headers, table.concat(pieces, string.rep("0", 12)))
+    calls[#calls + 1] = call
+  end
+  if not fresh then counter = 0 end
+end
+
+request = function()
+  local call = calls[(counter % #calls) + 1]
+  counter = counter + 1
+  if not fresh then return call.fixed end
+  local body = table.concat(call.pieces, string.format("%012d", counter))
+  return wrk.format("POST", call.path, headers, body)
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -72,10 +125,17 @@ end
 """
 
 
-def run_wrk(url: str, body: bytes, connections: int, seconds: float) -> LoadResult:
+def run_wrk(
+    base_url: str, calls: Sequence[Call], connections: int, seconds: float, first: int | None
+) -> LoadResult:
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
-        body_path = Path(folder) / "body.json"
-        body_path.write_bytes(body)
+        manifest = []
+        for index, call in enumerate(calls):
+            body_path = Path(folder) / f"body-{index}.json"
+            body_path.write_bytes(call.template)
+            manifest.append(f"{call.path}\t{body_path}")
+        calls_path = Path(folder) / "calls.tsv"
+        calls_path.write_text("\n".join(manifest) + "\n")
         script_path = Path(folder) / "post.lua"
         script_path.write_text(_WRK_SCRIPT)
         # One wrk thread: on a 2-core machine it leaves the most CPU to the servers.
@@ -88,9 +148,13 @@ def run_wrk(url: str, body: bytes, connections: int, seconds: float) -> LoadResu
                 f"--timeout={int(_TIMEOUT_SECONDS)}s",
                 "-s",
                 str(script_path),
-                url,
+                base_url,
             ],
-            env={**os.environ, "BENCH_BODY": str(body_path)},
+            env={
+                **os.environ,
+                "BENCH_CALLS": str(calls_path),
+                "BENCH_FIRST": str(-1 if first is None else first),
+            },
             capture_output=True,
             text=True,
             check=False,
@@ -115,9 +179,9 @@ def run_wrk(url: str, body: bytes, connections: int, seconds: float) -> LoadResu
 class _Connection:
     """One client connection: sends the request, reads one answer, repeats."""
 
-    def __init__(self, address: tuple[str, int], request: bytes) -> None:
+    def __init__(self, address: tuple[str, int]) -> None:
         self.address = address
-        self.request = request
+        self.request = b""
         self.sock: socket.socket | None = None
         self.sent = 0
         self.received = bytearray()
@@ -134,7 +198,8 @@ class _Connection:
         self.sock = sock
         selector.register(sock, selectors.EVENT_WRITE, self)
 
-    def begin(self, now: float) -> None:
+    def begin(self, now: float, request: bytes) -> None:
+        self.request = request
         self.sent = 0
         self.received.clear()
         self.expected = None
@@ -165,32 +230,48 @@ class _Connection:
         self.expected = end + 4 + length
 
 
-def run_python(url: str, body: bytes, connections: int, seconds: float) -> LoadResult:
+def _requests(authority: str, calls: Sequence[Call], first: int | None) -> Callable[[], bytes]:
+    """The next request's bytes, each call in turn, numbered afresh unless `first` is None."""
+    counter = itertools.count(0 if first is None else first)
+    turn = itertools.cycle(calls)
+
+    def next_request() -> bytes:
+        call = next(turn)
+        number = next(counter)
+        body = numbered(call.template, 0 if first is None else number)
+        return (
+            f"POST {call.path} HTTP/1.1\r\nHost: {authority}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        ).encode() + body
+
+    return next_request
+
+
+def run_python(
+    base_url: str, calls: Sequence[Call], connections: int, seconds: float, first: int | None
+) -> LoadResult:
     """A single-threaded, non-blocking HTTP/1.1 load generator (wrk's way, in Python)."""
-    rest = url.split("://", 1)[1]
-    authority, _, path = rest.partition("/")
+    authority = base_url.split("://", 1)[1].rstrip("/")
     host, _, port = authority.partition(":")
     address = (host, int(port or 80))
-    request = (
-        f"POST /{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
-    ).encode() + body
+    next_request = _requests(authority, calls, first)
     selector = selectors.DefaultSelector()
     latencies: list[float] = []
     errors = 0
     started = time.perf_counter()
     stop_at = started + seconds
-    pool = [_Connection(address, request) for _ in range(connections)]
+    pool = [_Connection(address) for _ in range(connections)]
     for connection in pool:
         connection.open(selector)
-        connection.begin(time.perf_counter())
+        connection.begin(time.perf_counter(), next_request())
 
     def fail(connection: _Connection) -> None:
         nonlocal errors
         errors += 1
         connection.close(selector)
         connection.open(selector)
-        connection.begin(time.perf_counter())
+        connection.begin(time.perf_counter(), next_request())
 
     while True:
         now = time.perf_counter()
@@ -201,8 +282,9 @@ def run_python(url: str, body: bytes, connections: int, seconds: float) -> LoadR
             assert connection.sock is not None
             try:
                 if events & selectors.EVENT_WRITE:
-                    connection.sent += connection.sock.send(request[connection.sent :])
-                    if connection.sent == len(request):
+                    sending = connection.request
+                    connection.sent += connection.sock.send(sending[connection.sent :])
+                    if connection.sent == len(sending):
                         selector.modify(connection.sock, selectors.EVENT_READ, connection)
                     continue
                 chunk = connection.sock.recv(256 * 1024)
@@ -228,7 +310,7 @@ def run_python(url: str, body: bytes, connections: int, seconds: float) -> LoadR
             else:
                 connection.close(selector)
                 connection.open(selector)
-            connection.begin(done)
+            connection.begin(done, next_request())
         for connection in pool:  # an answer that never comes counts once, then we move on
             if connection.sock is not None and now - connection.started > _TIMEOUT_SECONDS:
                 fail(connection)
@@ -250,7 +332,16 @@ def run_python(url: str, body: bytes, connections: int, seconds: float) -> LoadR
     )
 
 
-def drive(url: str, body: bytes, connections: int, seconds: float, generator: str) -> LoadResult:
+def drive(
+    base_url: str,
+    calls: Sequence[Call],
+    connections: int,
+    seconds: float,
+    generator: str,
+    first: int | None,
+) -> LoadResult:
+    """Drive `base_url` with `calls` in turn; request numbers from `first` on (content new to
+    the server), or every request of a call the same when `first` is None (repeated)."""
     if generator == "wrk":
-        return run_wrk(url, body, connections, seconds)
-    return run_python(url, body, connections, seconds)
+        return run_wrk(base_url, calls, connections, seconds, first)
+    return run_python(base_url, calls, connections, seconds, first)

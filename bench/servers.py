@@ -1,5 +1,10 @@
 """Start, probe and stop the servers under test: the baseline app, `cds-service serve`, and the
-floor (the service with its guideline work replayed, bench/floor_app.py)."""
+floor (the service with its guideline work replayed, bench/floor_app.py).
+
+For the comparison of production servers (README, Performance) the service can also be started
+under other WSGI servers, on `cds_service.wsgi:app`, each as its documentation advises for a
+preloaded application with workers and threads (`SERVICE_SERVERS`).
+"""
 
 from __future__ import annotations
 
@@ -79,10 +84,68 @@ def _decision_store(port: int, logs: Path) -> dict[str, str]:
     return {"CDS_DATABASE_URL": f"sqlite:///{logs / f'decisions-{port}.db'}"}
 
 
-def start_service(port: int, workers: int, env: Mapping[str, str], logs: Path) -> Server:
-    command = [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers)]
+THREADS = 32  # threads per worker where a server has them (as `cds-service serve` runs)
+
+SERVICE_SERVERS = ("serve", "gunicorn-sync", "gunicorn-gthread", "uwsgi")
+
+
+def _service_command(server: str, port: int, workers: int) -> list[str]:
+    bind = f"127.0.0.1:{port}"
+    if server == "serve":  # granian: the production server
+        command = [sys.executable, "-m", "cds_service", "serve", "--host", "127.0.0.1"]
+        return [*command, "--port", str(port), "--workers", str(workers)]
+    if server.startswith("gunicorn"):
+        command = [sys.executable, "-m", "gunicorn", "cds_service.wsgi:app", "--bind", bind]
+        command += ["--workers", str(workers), "--preload", "--no-control-socket"]
+        if server == "gunicorn-gthread":
+            command += ["--worker-class", "gthread", "--threads", str(THREADS)]
+        return command
+    if server == "uwsgi":
+        # The HTTP router process reads requests asynchronously and passes whole headers on.
+        uwsgi = str(Path(sys.executable).with_name("uwsgi"))
+        return [
+            uwsgi,
+            "--http", bind, "--http-timeout", "10",
+            "--module", "cds_service.wsgi:app",
+            "--master", "--processes", str(workers), "--threads", str(THREADS),
+            "--enable-threads", "--die-on-term", "--need-app", "--disable-logging",
+            "--buffer-size", "32768",
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}")
+
+
+def start_service(
+    port: int, workers: int, env: Mapping[str, str], logs: Path, server: str = "serve"
+) -> Server:
+    command = _service_command(server, port, workers)
     return _spawn("service", command, port, {**_decision_store(port, logs), **env}, logs)
+
+
+def worker_rss_mb(server: Server) -> list[float]:
+    """Resident memory of the server's worker processes (its children), in MB."""
+    sizes = []
+    for pid in _children(server.process.pid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
 
 
 def start_floor(port: int, workers: int, service_id: str, request_file: Path, logs: Path) -> Server:
@@ -91,10 +154,15 @@ def start_floor(port: int, workers: int, service_id: str, request_file: Path, lo
     return _spawn("floor", command, port, _decision_store(port, logs), logs)
 
 
-def post(port: int, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+def post(port: int, path: str, body: bytes | None, timeout: float = 30.0) -> tuple[int, bytes]:
+    """POST `body` to `path` (a GET when `body` is None); the status and the answer."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        if body is None:
+            connection.request("GET", path)
+        else:
+            headers = {"Content-Type": "application/json"}
+            connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
     finally:

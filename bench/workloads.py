@@ -1,17 +1,33 @@
 """The hook calls the benchmark sends: realistic back-pain patients, built from today's date.
 
-Every request is generated, not read from a fixture, so sizes are exact and the dates stay
-meaningful ("onset 12 days ago") on whatever day the benchmark runs. Each workload also names
-the card topics its answer must carry: a fast answer without the right cards is a failure.
+The single-patient workloads are generated, not read from a fixture, so sizes are exact and the
+dates stay meaningful ("onset 12 days ago") on whatever day the benchmark runs; the realistic
+mix is the fixture library, moved to today and padded to a realistic record size. Each workload
+names the card topics its answer must carry: a fast answer without the right cards is a failure.
+
+Every request is new to the service, as real patients are: each id, reference and hookInstance
+carries `MARK`, which the load generators replace by a request number (`numbered`). The same
+number on every call gives the repeated request, a figure caches help, shown beside the other.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from cds_service.tooling.dates import shift_dates
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fhir_fixtures"
+
+# In every id, reference and hookInstance; replaced by a 12-digit request number.
+MARK = "~" * 12
+_MARK_BYTES = MARK.encode()
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
@@ -79,12 +95,76 @@ _SERVICES = (
 class Workload:
     name: str
     service: str
-    request: dict[str, Any]
+    request: dict[str, Any]  # with MARK in its ids, references and hookInstance
     expected_topics: frozenset[str]  # the answer must carry exactly these card topics
 
     @property
     def prefetch_resources(self) -> int:
         return sum(len(_resources(value)) for value in self.request["prefetch"].values())
+
+    @property
+    def path(self) -> str:
+        return f"/cds-services/{self.service}"
+
+    @property
+    def template(self) -> bytes:
+        """The request's JSON with MARK in place: `numbered` makes it a request."""
+        return json.dumps(self.request).encode()
+
+    def body(self, number: int) -> bytes:
+        return numbered(self.template, number)
+
+
+def numbered(template: bytes, number: int) -> bytes:
+    """A request of `template` whose ids, references and hookInstance carry `number`."""
+    return template.replace(_MARK_BYTES, b"%012d" % number)
+
+
+def marked(request: dict[str, Any], hook_instance_prefix: str) -> dict[str, Any]:
+    """`request` with MARK added to every resource id, every reference to one, the context's
+    ids and the hookInstance (a UUID once numbered)."""
+    ids: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("resourceType"), str) and isinstance(node.get("id"), str):
+                ids.add(node["id"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(request)
+    context = request["context"]
+    ids.update(str(context[key]) for key in ("patientId", "encounterId") if key in context)
+
+    def renamed(text: str, key: str) -> str:
+        if key in {"id", "patientId", "encounterId"}:
+            return f"{text}-{MARK}" if text in ids else text
+        if text.startswith("#"):  # a contained resource
+            return f"#{text[1:]}-{MARK}" if text[1:] in ids else text
+        head, slash, tail = text.rpartition("/")
+        if slash and tail and _RESOURCE_TYPE.fullmatch(head.rpartition("/")[2]):
+            return f"{text}-{MARK}"  # every reference, also to resources not in the request
+        return text
+
+    def rewrite(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: rewrite(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v, key) for v in node]
+        if isinstance(node, str) and key in _ID_KEYS:
+            return renamed(node, key)
+        return node
+
+    result: dict[str, Any] = rewrite(request)
+    result["hookInstance"] = f"{hook_instance_prefix}-{MARK}"
+    return result
+
+
+_ID_KEYS = frozenset({"id", "reference", "patientId", "encounterId", "userId", "selections"})
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]+")
 
 
 def _resources(value: Any) -> list[dict[str, Any]]:
@@ -324,7 +404,10 @@ def realistic(today: date | None = None) -> Workload:
         "servicerequests": _searchset(services),
     }
     return Workload(
-        "realistic order-sign", ORDER_SIGN, _order_sign(today, prefetch), REALISTIC_TOPICS
+        "realistic order-sign",
+        ORDER_SIGN,
+        marked(_order_sign(today, prefetch), "5f1b6c3e-be0c-4c1e-9a57"),
+        REALISTIC_TOPICS,
     )
 
 
@@ -386,7 +469,7 @@ def large_record(size: int = 2000, today: date | None = None) -> Workload:
     return Workload(
         f"large record ({size} conditions, observations and medications)",
         ORDER_SIGN,
-        _order_sign(today, prefetch),
+        marked(_order_sign(today, prefetch), "6a2c7d4f-be0c-4c1e-9a57"),
         REALISTIC_TOPICS,
     )
 
@@ -398,6 +481,7 @@ def fallback(base: Workload) -> tuple[Workload, dict[str, Any]]:
     the FHIR server answers, by prefetch key.
     """
     request = dict(base.request)
+    request["hookInstance"] = f"7b3d8e5a-be0c-4c1e-9a57-{MARK}"
     request["prefetch"] = {"patient": base.request["prefetch"]["patient"]}
     request["fhirAuthorization"] = {
         "access_token": "bench-token",
@@ -410,3 +494,83 @@ def fallback(base: Workload) -> tuple[Workload, dict[str, Any]]:
     return Workload(
         "FHIR fallback (5 queries)", base.service, request, base.expected_topics
     ), answers
+
+
+# --- the realistic mix: the fixture library, moved to today and padded -----------------------
+
+_PADDING_KINDS = ("conditions", "medications", "observations", "procedures", "servicerequests")
+# Readings no rule looks at: heart and respiratory rates, and normal temperatures.
+_READINGS = (
+    ("8867-4", "Heart rate", 72.0, "/min"),
+    ("9279-1", "Respiratory rate", 14.0, "/min"),
+    ("8310-5", "Body temperature", 36.7, "Cel"),
+)
+
+
+def _padding(kind: str, number: int, patient_id: str, today: date) -> dict[str, Any]:
+    """A resource of a patient's chart that bears on no guideline rule."""
+    rid = f"pad-{kind[:4]}-{number}"
+    when = today - timedelta(days=40 + 37 * number)
+    if kind == "conditions":
+        code, display = _PROBLEMS[number % len(_PROBLEMS)]
+        resource = _condition(rid, ICD10CM, code, display, when, active=number % 2 == 0)
+    elif kind == "medications":
+        code, display = _MEDICATIONS[number % len(_MEDICATIONS)]
+        resource = _medication(rid, code, display, when)
+    elif kind == "observations":
+        code, display, value, unit = _READINGS[number % len(_READINGS)]
+        resource = _vital(rid, code, display, value, unit, when)
+    elif kind == "procedures":
+        code, display = _PROCEDURES[number % len(_PROCEDURES)]
+        resource = _procedure(rid, code, display, when)
+    else:
+        code, system, display = _SERVICES[number % len(_SERVICES)]
+        resource = _service_request(rid, code, system, display, when)
+    resource["subject"] = {"reference": f"Patient/{patient_id}"}
+    return resource
+
+
+def _padded(request: dict[str, Any], size: int, today: date) -> dict[str, Any]:
+    """`request` with unrelated chart entries added to its prefetched searches (and to the
+    ones prefetched empty) until it carries about `size` resources."""
+    prefetch = request["prefetch"]
+    kinds = [k for k in _PADDING_KINDS if k in prefetch and _pads(prefetch[k])]
+    have = sum(len(_resources(value)) for value in prefetch.values())
+    for number in range(max(0, size - have)):
+        if not kinds:
+            break
+        kind = kinds[number % len(kinds)]
+        if prefetch[kind] is None:
+            prefetch[kind] = _searchset([])
+        resource = _padding(kind, number, request["context"]["patientId"], today)
+        prefetch[kind].setdefault("entry", []).append({"resource": resource})
+    return request
+
+
+def _pads(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and value.get("resourceType") == "Bundle")
+
+
+def fixture_mix(today: date | None = None, size: int = 40) -> list[Workload]:
+    """Every scenario of the fixture library as a request of about `size` resources, its dates
+    moved to today, answered from prefetch alone (no `fhirServer`, as the golden files are)."""
+    today = today or utc_today()
+    mix = []
+    for number, folder in enumerate(sorted(p for p in FIXTURES.iterdir() if p.is_dir())):
+        scenario = json.loads((folder / "scenario.json").read_text(encoding="utf-8"))
+        request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
+        expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+        days = (today - date.fromisoformat(scenario["evaluationDate"])).days
+        request = shift_dates(request, days) if days else request
+        request.pop("fhirServer", None)
+        request.pop("fhirAuthorization", None)
+        request = _padded(request, size, today)
+        mix.append(
+            Workload(
+                scenario["name"],
+                scenario["service"],
+                marked(request, f"{number:08x}-be0c-4c1e-9a57"),
+                frozenset(card["topic"] for card in expected["cards"]),
+            )
+        )
+    return mix

@@ -26,6 +26,8 @@ from cds_service.store.spool import DEFAULT_SPOOL_MAX_BYTES
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_FHIR_DEADLINE_SECONDS = 2.0
 DEFAULT_FHIR_MAX_PAGES = 10
+# Hook calls of one worker process reading from FHIR servers at once (see fhir/client.py).
+DEFAULT_FHIR_MAX_CALLS = 8
 # An EHR waits on the answer while the clinician signs; longer than this is never reasonable.
 MAX_FHIR_DEADLINE_SECONDS = 60.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -352,6 +354,7 @@ class Settings:
     # The FHIR server origins any call may name as fhirServer; None: any (but never a cloud
     # metadata or link-local address).
     fhir_servers: tuple[str, ...] | None = None
+    fhir_max_calls: int = DEFAULT_FHIR_MAX_CALLS
     # Empty: development mode, service calls are accepted without a JWT.
     trusted_clients: tuple[TrustedClient, ...] = ()
     public_url: str | None = None
@@ -414,6 +417,7 @@ class Settings:
             fhir_timeout_seconds=timeout,
             fhir_max_pages=_positive_int(env, "CDS_FHIR_MAX_PAGES", DEFAULT_FHIR_MAX_PAGES),
             fhir_servers=_fhir_servers(env),
+            fhir_max_calls=_positive_int(env, "CDS_FHIR_MAX_CALLS", DEFAULT_FHIR_MAX_CALLS),
             trusted_clients=trusted_clients,
             public_url=_public_url(env, required=bool(trusted_clients)),
             cors_origins=_cors_origins(env, trusted_clients),

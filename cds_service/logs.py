@@ -54,7 +54,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Neither format shows where a call was made, so the logging module is told not to walk
     # the stack to find the caller of every log call (most of a record's cost; the logging
-    # HOWTO's own optimisation). Records still carry the pid: gunicorn's own lines print it.
+    # HOWTO's own optimisation). Records still carry the pid: the request log prints it.
     logging._srcfile = None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

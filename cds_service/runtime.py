@@ -60,14 +60,16 @@ class Runtime:
         pinned = settings.evaluation_date
         clock = today or ((lambda: pinned) if pinned else utc_today)
         if fetcher is None:
-            # Threads and connections start lazily in each worker, after gunicorn's fork. Twice
-            # as many threads as kinds of data, so that reads abandoned at one call's deadline
-            # never hold up the next call.
+            # Threads and connections start lazily in each worker, after the server's fork.
+            # A reading thread for each kind of data of every call allowed to read at once,
+            # and those of one more call, so that reads abandoned at one call's deadline never
+            # hold up the next call.
             fetcher = FhirClient(
                 deadline_seconds=settings.fhir_deadline_seconds,
                 timeout_seconds=settings.fhir_timeout_seconds,
                 max_pages=settings.fhir_max_pages,
-                max_workers=2 * len(DataCategory),
+                max_calls=settings.fhir_max_calls,
+                max_workers=(settings.fhir_max_calls + 1) * len(DataCategory),
             )
         handler = HookHandler(
             services=services,

@@ -1,4 +1,4 @@
-"""A real `cds-service serve` (gunicorn) started by a test, on a free local port."""
+"""A real `cds-service serve` (granian, forked workers) started by a test, on a free local port."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def running_server(port: int, env: dict[str, str], workers: int = 1) -> Iterator
 
 
 def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is `parent` (Linux /proc): gunicorn's workers."""
+    """Processes whose parent is `parent` (Linux /proc): the server's workers."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

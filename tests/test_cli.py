@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +17,7 @@ FIXTURE = (
 )
 
 
-def test_serve_starts_gunicorn_and_answers_hooks() -> None:
+def test_serve_starts_the_production_server_and_answers_hooks() -> None:
     port = free_port()
     process = serve(port, {"CDS_EVALUATION_DATE": "2026-11-22"}, workers=2)
     try:
@@ -50,6 +51,32 @@ def test_serve_refuses_bad_configuration_with_one_line() -> None:
 def test_serve_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+    assert main(["serve", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_serve_on_a_port_in_use_stops_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = serve(port, {})
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert stderr.strip().splitlines() == [
+        f"cds-service: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
+
+
+def test_serve_keeps_threads_free_of_calls_waiting_on_fhir_servers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_FHIR_MAX_CALLS", "40")
+    assert main(["serve", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "cds-service: configuration error: CDS_FHIR_MAX_CALLS (40) must be smaller than "
+        "--threads (32)"
+    ]
 
 
 def test_help_listsserve() -> None:

@@ -612,11 +612,15 @@ def test_benchmark_records_answer_with_their_cards(client: FlaskClient) -> None:
     sys.path.insert(0, str(PROJECT / "bench"))
     import workloads
 
-    for workload in (
-        workloads.realistic(EVALUATION_DATE),
-        workloads.large_record(600, EVALUATION_DATE),
+    for number, workload in enumerate(
+        [
+            workloads.realistic(EVALUATION_DATE),
+            workloads.large_record(600, EVALUATION_DATE),
+            *workloads.fixture_mix(EVALUATION_DATE),
+        ]
     ):
-        response = client.post(f"/cds-services/{workload.service}", json=workload.request)
+        body = workload.body(number)
+        response = client.post(workload.path, data=body, content_type="application/json")
         assert response.status_code == 200
         topics = {card["source"]["topic"]["code"] for card in response.get_json()["cards"]}
         assert topics == workload.expected_topics, workload.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,6 +262,44 @@ def test_stalled_server_costs_at_most_the_deadline(quick: FhirClient) -> None:
     assert all(result.resources is None for result in results.values())
     assert all("did not answer" in result.problem for result in results.values())
     assert seconds < NO_HANG_SECONDS
+
+
+def test_calls_beyond_the_bound_are_refused_at_once_while_others_wait_on_a_dead_server() -> None:
+    client = FhirClient(deadline_seconds=2.0, timeout_seconds=2.0, max_pages=3, max_calls=2)
+    started = threading.Barrier(3)
+    results: list[Any] = []
+
+    def waiting_call(server: Any) -> None:
+        started.wait()
+        results.append(client.fetch(FhirServer(server.base_url), [FhirQuery("conditions", "x")]))
+
+    try:
+        with local_fhir_server(lambda path: Reply.json(searchset([]), delay=10)) as server:
+            waiting = [threading.Thread(target=waiting_call, args=(server,)) for _ in range(2)]
+            for thread in waiting:
+                thread.start()
+            started.wait()
+            deadline = time.monotonic() + 5
+            while len(server.seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)  # both calls are now waiting on the server
+            refused, seconds = timed(
+                lambda: client.fetch(FhirServer(server.base_url), [FhirQuery("conditions", "x")])
+            )
+            for thread in waiting:
+                thread.join()
+            assert len(server.seen) == 2  # the refused call never reached the server
+        assert seconds < 0.2
+        assert refused["conditions"].resources is None
+        assert (
+            "already reading from FHIR servers for 2 other calls" in refused["conditions"].problem
+        )
+        assert all("did not answer" in r["conditions"].problem for r in results)
+        # Slots are given back: once the waits are over, a call reads again.
+        with local_fhir_server(lambda path: Reply.json(searchset([CONDITION]))) as server:
+            again = client.fetch(FhirServer(server.base_url), [FhirQuery("conditions", "x")])
+        assert again["conditions"].resources == [CONDITION]
+    finally:
+        client.close()
 
 
 def test_trickling_server_cannot_outlast_the_deadline(quick: FhirClient) -> None:

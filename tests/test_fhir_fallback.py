@@ -1,7 +1,8 @@
 """Hook calls whose data comes (partly) from the EHR's FHIR server instead of prefetch.
 
 The FHIR server is played by `responses` at the exact URLs the discovery templates name, and by
-a real local HTTP server where time and sockets matter (stalls, refused connections, gunicorn).
+a real local HTTP server where time and sockets matter (stalls, refused connections, the
+production server).
 """
 
 from __future__ import annotations
@@ -367,7 +368,7 @@ def test_fhir_work_is_logged_without_token_or_patient_data(
         assert secret not in text
 
 
-# --- through the production server (gunicorn, preloaded app, forked workers) -------------------
+# --- through the production server (preloaded app, forked workers) ----------------------------
 
 
 def _routes(request: dict[str, Any], templates: dict[str, str]) -> dict[str, Reply]:
@@ -393,7 +394,7 @@ def _call(port: int, service: str, request: dict[str, Any]) -> tuple[int, dict[s
         return error.code, json.load(error)
 
 
-def test_gunicorn_workers_fetch_and_survive_a_stalled_server(templates: dict[str, str]) -> None:
+def test_server_workers_fetch_and_survive_a_stalled_server(templates: dict[str, str]) -> None:
     scenario, request, expected = load_fixture(TRAMADOL)
     routes = _routes(request, templates)
     stall = {"on": False}

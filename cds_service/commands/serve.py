@@ -1,4 +1,17 @@
-"""`cds-service serve`: the production server (gunicorn, sync workers, one per core)."""
+"""`cds-service serve`: the production server, granian (WSGI), one worker process per core.
+
+Chosen by measurement against gunicorn (sync and gthread) and uWSGI (README, Performance): its
+HTTP layer, asynchronous and written in Rust, reads a request's headers without holding a
+Python thread, so clients that send slowly never hold up the others and are dropped after
+`HEADER_TIMEOUT_MS`; each worker runs hook calls on a pool of threads, so calls waiting on an
+EHR's FHIR server do not hold up the others (the FHIR client bounds how many may wait); and
+its per-request cost is a fraction of gunicorn's.
+
+The application is loaded once, before the workers are forked (they share the terminology
+copy-on-write). SIGTERM or SIGINT stops accepting, lets the calls in flight finish (for at most
+`--timeout` seconds), writes each worker's queued decision log, then exits; SIGHUP replaces
+the workers one after the other (a graceful restart); a worker that dies is replaced.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +19,7 @@ import argparse
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +30,11 @@ from cds_service.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
+# A client has this long to send its request headers; then its connection is closed.
+HEADER_TIMEOUT_MS = 10_000
+DEFAULT_THREADS = 32
+CONNECTIONS_PER_WORKER = 1024
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="start the production server")
@@ -25,27 +44,53 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="sync worker processes (default: one per core)",
+        help="worker processes (default: one per core)",
     )
-    parser.add_argument("--timeout", type=int, default=30, help="worker timeout in seconds")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads per worker that run hook calls (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=30,
+        help="seconds the calls in flight get to finish when the server stops (default 30)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        print("cds-service: --workers must be at least 1", file=sys.stderr)
-        return 2
+    for name, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if value < 1:
+            print(f"cds-service: {name} must be at least 1", file=sys.stderr)
+            return 2
     if not 0 < args.port < 65536:
         print("cds-service: --port must be between 1 and 65535", file=sys.stderr)
         return 2
     try:
         settings = Settings.from_env()
         if settings.fhir_deadline_seconds >= args.timeout:
-            # gunicorn would kill a worker still waiting on the FHIR server.
+            # A call waiting on the FHIR server could not finish in a graceful stop.
             raise ConfigError(
                 f"CDS_FHIR_DEADLINE_SECONDS ({settings.fhir_deadline_seconds:g}) must be "
                 f"shorter than --timeout ({args.timeout})"
             )
+        if settings.fhir_max_calls >= args.threads:
+            # Calls waiting on FHIR servers must never take every thread of a worker.
+            raise ConfigError(
+                f"CDS_FHIR_MAX_CALLS ({settings.fhir_max_calls}) must be smaller than "
+                f"--threads ({args.threads})"
+            )
+    except ConfigError as error:
+        print(f"cds-service: configuration error: {error}", file=sys.stderr)
+        return 2
+    problem = address_problem(args.host, args.port)
+    if problem:
+        print(f"cds-service: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
+        return 2
+    try:
         configure_logging(settings.log_level, settings.log_format)
         from cds_service import metrics
         from cds_service.app import check_store, create_app, prepare_store
@@ -62,17 +107,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     prepare_store(app)
     decision_log = app.extensions["cds_decision_log"]
-    # What is loaded now lives as long as the server: keep it out of the garbage collector's
-    # scans in every worker (and so off the pages each worker would otherwise copy).
-    gc.freeze()
-    server = gunicorn_server(
-        app,
-        bind=f"{args.host}:{args.port}",
-        workers=args.workers,
-        timeout=args.timeout,
-        # Write the cards still queued for the decision log before a worker exits.
-        worker_exit=lambda _arbiter, _worker: decision_log.close(),
-    )
     if settings.evaluation_date:
         log.warning(
             "CDS_EVALUATION_DATE pins today's date; use only for tests and fixture replays",
@@ -90,40 +124,107 @@ def run(args: argparse.Namespace) -> int:
             "event": "server_start",
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
+            "threads": args.threads,
         },
     )
-    server.run()
+    # What is loaded now lives as long as the server: keep it out of the garbage collector's
+    # scans in every worker (and so off the pages each worker would otherwise copy).
+    gc.freeze()
+    granian_server(
+        app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        stop_timeout=args.timeout,
+        log_format=settings.log_format,
+        # Write the cards still queued for the decision log before a worker exits.
+        on_worker_exit=decision_log.close,
+    )
     return 0
 
 
-def gunicorn_server(
+def address_problem(host: str, port: int) -> str:
+    """Why the server could not listen on host:port (in use, no such address), or ""."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As a server binds (TIME_WAIT leftovers do not count), but without SO_REUSEPORT:
+            # a port another server shares that way is in use too.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    return ""
+
+
+class _ExpectedThreads(logging.Filter):
+    """granian warns that many threads per core are a lot for CPU-bound work; here most of
+    them wait on FHIR servers, by design (see `run`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Python threads" not in record.getMessage()
+
+
+def _log_config(log_format: str) -> dict[str, Any]:
+    """granian's own log lines in the service's format, on stderr."""
+    formatter = "JsonFormatter" if log_format == "json" else "TextFormatter"
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "service",
+        "stream": "ext://sys.stderr",
+        "filters": ["expected_threads"],
+    }
+    return {
+        "formatters": {"service": {"()": f"cds_service.logs.{formatter}"}},
+        "filters": {"expected_threads": {"()": f"{__name__}._ExpectedThreads"}},
+        "handlers": {"service": handler},
+        "loggers": {
+            "_granian": {"handlers": ["service"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["service"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def granian_server(
     app: Any,
     *,
-    bind: str,
+    host: str,
+    port: int,
     workers: int,
-    timeout: int,
-    proc_name: str = "cds-service",
-    worker_exit: Callable[[Any, Any], None] | None = None,
-) -> Any:
-    """gunicorn with sync workers and the app loaded before forking (bench/ runs its bare
-    Flask baseline with these very settings)."""
-    from gunicorn.app.base import BaseApplication
+    threads: int,
+    stop_timeout: int,
+    log_format: str,
+    on_worker_exit: Callable[[], None],
+) -> None:
+    """Serve `app` (already loaded) with granian's WSGI workers until stopped."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server import MPServer
 
-    class _Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", bind)
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "sync")
-            self.cfg.set("timeout", timeout)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("preload_app", True)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("errorlog", "-")
-            self.cfg.set("proc_name", proc_name)
-            if worker_exit is not None:
-                self.cfg.set("worker_exit", worker_exit)
+    def worker(*arguments: Any) -> None:
+        try:
+            MPServer._spawn_wsgi_worker(*arguments)  # returns once the calls in flight are done
+        finally:
+            on_worker_exit()
 
-        def load(self) -> Any:
-            return app
-
-    return _Server()
+    server = MPServer(
+        "cds_service.wsgi:app",  # a name for granian's logs: the loaded `app` is what runs
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        # Connections a worker serves at once (granian's "backpressure", its default share of
+        # the backlog): idle and slow connections count, so it is far above the threads.
+        backlog=CONNECTIONS_PER_WORKER * workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
+        log_dictconfig=_log_config(log_format),
+        log_access=False,
+        respawn_failed_workers=True,
+        respawn_interval=1.0,
+        workers_kill_timeout=stop_timeout,
+    )
+    server.serve(spawn_target=worker, target_loader=lambda: app, wrap_loader=False)

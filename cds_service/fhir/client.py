@@ -3,8 +3,13 @@
 The clinician's signing workflow waits on this, so every hook call gets one deadline for all
 of its FHIR reads together; each HTTP call also has its own connect/read timeout. Queries run
 at once on a thread pool and share one `requests.Session` (kept-alive connections), both made
-lazily in the process that uses them, because threads and sockets do not survive gunicorn's
+lazily in the process that uses them, because threads and sockets do not survive the server's
 fork of the preloaded app.
+
+Waiting on a FHIR server costs a hook call's thread nothing but the wait, yet a dead server
+would keep every thread of a worker waiting; so only `max_calls` hook calls of a worker read
+at once, and one more gets its data reported missing at once (a 412 when the patient or the
+conditions were not prefetched) instead of joining the queue.
 
 The EHR's token goes only to the EHR's FHIR server: redirects are never followed, and a
 next-page link to another origin is refused. Cookies are never kept, so nothing set for one
@@ -232,11 +237,14 @@ class FhirClient:
         deadline_seconds: float,
         timeout_seconds: float,
         max_pages: int,
+        max_calls: int = 8,
         max_workers: int = 12,
     ) -> None:
         self.deadline_seconds = deadline_seconds
         self.timeout_seconds = min(timeout_seconds, deadline_seconds)
         self.max_pages = max_pages
+        self.max_calls = max_calls
+        self._calls = threading.BoundedSemaphore(max_calls)  # made anew in each process
         self._max_workers = max_workers
         self._lock = threading.Lock()
         self._pid: int | None = None
@@ -255,6 +263,7 @@ class FhirClient:
                 # usable sockets): start afresh rather than reuse the parent's.
                 self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="fhir")
                 self._session = _new_session(self._max_workers)
+                self._calls = threading.BoundedSemaphore(self.max_calls)
                 self._pid = os.getpid()
             return self._executor, self._session
 
@@ -268,9 +277,35 @@ class FhirClient:
             self._executor, self._session, self._pid = None, None, None
 
     def fetch(self, server: FhirServer, queries: Sequence[FhirQuery]) -> dict[str, FetchResult]:
+        executor, session = self._pool()
+        calls = self._calls
+        if not calls.acquire(blocking=False):
+            return self._refused(queries)
+        try:
+            return self._fetch(executor, session, server, queries)
+        finally:
+            calls.release()
+
+    def _refused(self, queries: Sequence[FhirQuery]) -> dict[str, FetchResult]:
+        log.warning(
+            "fhir reads refused: too many calls reading",
+            extra={"event": "fhir_busy", "queries": [q.key for q in queries]},
+        )
+        problem = (
+            f"the service is already reading from FHIR servers for {self.max_calls} other "
+            "calls; try again"
+        )
+        return {query.key: FetchResult(None, problem) for query in queries}
+
+    def _fetch(
+        self,
+        executor: ThreadPoolExecutor,
+        session: requests.Session,
+        server: FhirServer,
+        queries: Sequence[FhirQuery],
+    ) -> dict[str, FetchResult]:
         started = time.monotonic()
         deadline = started + self.deadline_seconds
-        executor, session = self._pool()
         abandoned = threading.Event()
         futures: dict[Future[_Outcome], FhirQuery] = {
             executor.submit(self._read_all, session, server, query, deadline, abandoned): query

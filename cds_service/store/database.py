@@ -3,7 +3,7 @@
 SQLite (the default, a file) runs in WAL mode with a busy timeout and takes the write lock
 at the start of every transaction, so concurrent writers from several worker processes wait
 for each other instead of failing. PostgreSQL (psycopg 3) lets several service instances
-share one store. Engines are never shared across `fork()`: gunicorn loads the app in its
+share one store. Engines are never shared across `fork()`: the server loads the app in its
 master process, so each worker makes its own engine on first use.
 
 Every operation of the service on the store is bounded on the client side (see watchdog.py):
