@@ -12,7 +12,7 @@ when installed, else bench/loadgen.py's Python generator) and the same request b
 request is new to the service (fresh ids, references and hookInstance, see workloads.py); the
 same requests repeated, which caches help, are measured beside and labelled so. Workloads:
 
-1. the realistic mix: the 53 scenarios of fhir_fixtures/, each padded to 40 resources, at 16
+1. the realistic mix: every scenario of fhir_fixtures/, each padded to 40 resources, at 16
    connections (baseline, service, service repeated and floor alternate, several rounds);
 2. large records of 2,000 and 5,000 resources, one client: the extra time per resource over the
    baseline reading the same body, and the workers' memory afterwards;

@@ -31,8 +31,13 @@ def test_benchmark_smoke_run_reports_every_workload_and_target() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "answers checked: exercise-therapy, imaging-without-red-flags, opioid-avoidance" in out
-    assert "and the 53 scenarios of the mix" in out
-    for workload in ("realistic mix (53 scenarios", "large record (100 resources", "FHIR fallback"):
+    scenarios = len([p for p in (PROJECT / "fhir_fixtures").iterdir() if p.is_dir()])
+    assert f"and the {scenarios} scenarios of the mix" in out
+    for workload in (
+        f"realistic mix ({scenarios} scenarios",
+        "large record (100 resources",
+        "FHIR fallback",
+    ):
         assert workload in out
     rows = [line.split() for line in out.splitlines()]
     served = [
@@ -65,7 +70,8 @@ def test_workloads_send_content_new_to_the_service_unless_repeated() -> None:
     finally:
         sys.path.remove(str(PROJECT / "bench"))
     mix = workloads.fixture_mix()
-    assert len(mix) == 53 and {w.prefetch_resources for w in mix} == {40}
+    scenarios = [p for p in (PROJECT / "fhir_fixtures").iterdir() if p.is_dir()]
+    assert len(mix) == len(scenarios) and {w.prefetch_resources for w in mix} == {40}
     for workload in (workloads.realistic(), mix[0], mix[-1]):
         one, two = (json.loads(workload.body(n)) for n in (1, 2))
         ids = _ids(one)

@@ -192,7 +192,10 @@ def test_a_served_instance_keeps_answering_and_loses_no_worker_while_the_store_h
         process.terminate()
         process.wait(timeout=60)
     log = log_file.read_text()
-    assert "WORKER TIMEOUT" not in log and "was sent SIGKILL" not in log
+    # No worker was killed (the server's words for it, were it gunicorn or granian).
+    for killed in ("WORKER TIMEOUT", "was sent SIGKILL", "refused to gracefully stop"):
+        assert killed not in log
+    assert "Unexpected exit from worker" not in log
     assert set(issued) <= _logged(postgres_url)  # no card issued during the hang was lost
     assert not list((tmp_path / "spool").glob("decisions-*"))  # nor left in the spool
 
@@ -232,7 +235,7 @@ def test_cards_queued_when_a_stop_meets_a_hung_store_reach_it_at_the_next_start(
     finally:
         if process.poll() is None:
             process.kill()
-    assert stop_seconds < 10  # gunicorn's graceful timeout: no worker was killed
+    assert stop_seconds < 10  # well within the stop timeout: no worker was killed
     log = first_log.read_text()
     assert "decision_log_spooled" in log and "decision_log_lost" not in log
     assert list((tmp_path / "spool").glob("decisions-*"))

@@ -7,10 +7,11 @@ with back-off; when the queue is full, new records are dropped and counted.
 
 At a stop (`cds-service serve` closes it as each worker stops, or atexit) the queue is written
 for a bounded time; what the store cannot take then goes to the local spool (store/spool.py),
-which the next start, or any running worker, writes to the store. No card goes unaccounted: a card that is neither
-stored nor spooled is counted, in the log at once and in the store's `decision_log_losses`
-(hence `cds-service report`) as soon as the store or the spool can take the count; a worker
-killed outright is found by its pending ledger and its cards counted the same way.
+which the next start, or any running worker, writes to the store. No card goes unaccounted: a
+card that is neither stored nor spooled is counted, in the log at once and in the store's
+`decision_log_losses` (hence `cds-service report`) as soon as the store or the spool can take
+the count; a worker killed outright is found by its pending ledger and its cards counted the
+same way.
 """
 
 from __future__ import annotations
