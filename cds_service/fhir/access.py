@@ -158,12 +158,12 @@ class PatientDataGatherer:
             return GatheredData(data=data, missing=missing)
         server = FhirServer(request.fhir_server, request.access_token)
         results = self._fetcher.fetch(server, tuple(queries.values()))
-        for category, query in queries.items():
-            result = results.get(query.key) or FetchResult(None, "it was not fetched")
+        for category, asked in queries.items():
+            result = results.get(asked.key) or FetchResult(None, "it was not fetched")
             if result.resources is None:
                 data[category] = None
                 missing[category] = (
-                    f"'{query.key}': {_prefetch_state(prefetch, query.key)} and {result.problem}"
+                    f"'{asked.key}': {_prefetch_state(prefetch, asked.key)} and {result.problem}"
                 )
             else:
                 data[category] = first_pages.get(category, []) + result.resources
