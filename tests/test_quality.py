@@ -1,4 +1,4 @@
-"""The code base stays ruff-clean (the linter is part of the test extras)."""
+"""The code base stays ruff-clean and `mypy --strict` clean (both come with the test extras)."""
 
 from __future__ import annotations
 
@@ -18,5 +18,17 @@ def test_ruff_is_clean() -> None:
         capture_output=True,
         text=True,
         timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean(tmp_path: Path) -> None:
+    pytest.importorskip("mypy", reason="mypy comes with the test extras: pip install '.[test]'")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), "cds_service"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
