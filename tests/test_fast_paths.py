@@ -25,7 +25,6 @@ from flask.testing import FlaskClient
 from cds_service.fhir import checks, parsing
 from cds_service.protocol.errors import CdsError
 from cds_service.protocol.request import (
-    _acceptance_validator,
     parse_json_object,
     schema_problems,
     schema_validator,
@@ -452,15 +451,6 @@ def _good_requests() -> list[dict[str, Any]]:
     nulls = copy.deepcopy(documents[0])
     nulls["prefetch"] = dict.fromkeys(nulls["prefetch"])
     return [*documents, nulls]
-
-
-def test_quick_schema_accepts_exactly_what_the_schema_accepts() -> None:
-    quick, original = _acceptance_validator("request"), schema_validator("request")
-    assert "oneOf" not in json.dumps(quick.schema)
-    for document in _good_requests():
-        assert quick.is_valid(document) and original.is_valid(document)
-    for document in _bad_requests():
-        assert not quick.is_valid(document) and not original.is_valid(document)
 
 
 def test_refused_requests_report_the_problems_of_the_original_schema() -> None:

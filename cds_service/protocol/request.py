@@ -37,62 +37,6 @@ def schema_validator(name: str) -> jsonschema.protocols.Validator:
     return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
 
 
-def _declared_types(branch: Any, definitions: Mapping[str, Any]) -> set[str] | None:
-    """The JSON types a schema branch allows, when it says so directly or through a `$ref`."""
-    if not isinstance(branch, dict):
-        return None
-    reference = branch.get("$ref")
-    if isinstance(reference, str) and reference.startswith("#/$defs/"):
-        branch = definitions.get(reference[len("#/$defs/") :])
-        if not isinstance(branch, dict):
-            return None
-    declared = branch.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    if isinstance(declared, list) and all(isinstance(t, str) for t in declared):
-        return set(declared)
-    return None
-
-
-def _quick_acceptance(node: Any, definitions: Mapping[str, Any]) -> Any:
-    """The schema with every `oneOf` whose branches allow disjoint JSON types written as `anyOf`.
-
-    Such a `oneOf` accepts exactly what the `anyOf` accepts, since no value can match two
-    branches. The difference is cost: `oneOf` evaluates every branch, and jsonschema puts the
-    whole instance into the message of each failing one, so a prefetched Bundle was formatted
-    as text at every prefetch key (most of a large request's time, for a valid request);
-    `anyOf` stops at the first branch that matches, and containers are tried first.
-    """
-    if isinstance(node, list):
-        return [_quick_acceptance(item, definitions) for item in node]
-    if not isinstance(node, dict):
-        return node
-    rewritten = {key: _quick_acceptance(value, definitions) for key, value in node.items()}
-    branches = node.get("oneOf")
-    if isinstance(branches, list) and "anyOf" not in node:
-        types = [_declared_types(branch, definitions) for branch in branches]
-        if all(t is not None for t in types) and sum(len(t) for t in types if t) == len(
-            set().union(*(t for t in types if t))
-        ):
-            # Containers first: a big object or array then meets its own branch first.
-            order = sorted(
-                range(len(branches)), key=lambda i: not (types[i] or set()) & {"object", "array"}
-            )
-            alternatives = rewritten.pop("oneOf")
-            rewritten["anyOf"] = [alternatives[i] for i in order]
-    return rewritten
-
-
-@cache
-def _acceptance_validator(name: str) -> jsonschema.protocols.Validator:
-    """Decides quickly that a document is valid; the original validator reports problems."""
-    original = schema_validator(name)
-    schema: Any = original.schema
-    quick = _quick_acceptance(schema, schema.get("$defs", {}))
-    format_checker: Any = getattr(original, "format_checker", None)
-    return type(original)(quick, format_checker=format_checker)
-
-
 _SHAPES = {
     "request": "CDS Hooks 2.0 request",
     "response": "CDS Hooks 2.0 response",
@@ -255,11 +199,14 @@ def _leaves(errors: Iterable[jsonschema.ValidationError]) -> Iterator[jsonschema
 
 def schema_problems(name: str, document: Any) -> list[tuple[str, str]]:
     """Every violation of a packaged schema, deepest first, as (path, message)."""
+    # The hand-written check answers for the plainly valid requests nearly every EHR sends:
+    # 2.3 µs a fixture request against 490 µs for the schema (tests/test_fast_paths.py proves
+    # it never accepts what the schema refuses). Everything else the schema decides.
     if name == "request" and _plainly_valid_request(document):
         return []
-    if _acceptance_validator(name).is_valid(document):
-        return []
     validator = schema_validator(name)
+    if validator.is_valid(document):
+        return []
     shape = _SHAPES.get(name, name)
     errors = sorted(
         validator.iter_errors(document),
