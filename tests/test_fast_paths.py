@@ -23,6 +23,7 @@ from conftest import EVALUATION_DATE, PROJECT_ROOT, fixture_dirs
 from flask.testing import FlaskClient
 
 from cds_service.fhir import checks, parsing
+from cds_service.performance import Memo, remembered
 from cds_service.protocol.errors import CdsError
 from cds_service.protocol.request import (
     parse_json_object,
@@ -479,9 +480,8 @@ def test_remembered_text_and_codings_answer_as_computed(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fresh: Terminology = copy.copy(runtime.terminology)
-    object.__setattr__(fresh, "_text_memory", {})
-    object.__setattr__(fresh, "_code_memory", {})
-    monkeypatch.setattr("cds_service.terminology.index.TEXT_MEMORY_ENTRIES", 3)
+    object.__setattr__(fresh, "_text_memory", Memo(3))  # tiny: it starts afresh often
+    object.__setattr__(fresh, "_code_memory", Memo(3))
     texts = ["tramadol 50 mg", "diclofenac 1% gel", "MRI lumbar spine", "x" * 400, "hospice"]
     expected = {
         text: frozenset(c for c, p in fresh.text_patterns.items() if p.search(text))
@@ -489,8 +489,6 @@ def test_remembered_text_and_codings_answer_as_computed(
     }
     for text in texts * 3:
         assert fresh.concepts_for_text(text) == expected[text]
-    assert len(fresh._text_memory) <= 3
-    assert "x" * 400 not in fresh._text_memory
     assert fresh.concepts_for_code("http://snomed.info/sct", "M54.50") == frozenset()
     assert Concept.BACK_PAIN_LOW in fresh.concepts_for_code(
         "urn:oid:2.16.840.1.113883.6.90", "m54.5"
@@ -528,8 +526,7 @@ def test_remembered_codeable_concepts_answer_as_computed(
 ) -> None:
     fresh: Terminology = copy.copy(runtime.terminology)
     for memory in ("_text_memory", "_code_memory", "_coding_memory", "_interned"):
-        object.__setattr__(fresh, memory, {})
-    monkeypatch.setattr("cds_service.terminology.index.CODE_MEMORY_ENTRIES", 4)
+        object.__setattr__(fresh, memory, Memo(4))  # tiny: it starts afresh often
     tramadol = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "10689"}
     codeables: list[Any] = [
         {"coding": [{"system": ICD10, "code": "M54.50", "display": "Low back pain"}]},
@@ -546,8 +543,23 @@ def test_remembered_codeable_concepts_answer_as_computed(
     ]
     for codeable in codeables * 3:
         assert fresh.concepts_for_codeable(codeable) == _plain_concepts(fresh, codeable)
-    assert len(fresh._coding_memory) <= 4
-    assert not any(len(str(key)) > 400 for key in fresh._coding_memory)
+
+
+def test_a_memo_is_bounded_and_holds_no_long_text() -> None:
+    memo: Memo[str, int] = Memo(2)
+    for key in "abc":
+        memo.keep(key, ord(key))
+    assert len(memo) <= 2 and memo.get("c") == ord("c")
+    calls: list[tuple[object, ...]] = []
+
+    @remembered(8)
+    def length(*texts: str) -> int:
+        calls.append(texts)
+        return sum(map(len, texts))
+
+    assert [length("short"), length("short")] == [5, 5] and len(calls) == 1
+    long = "x" * 400
+    assert [length(long), length(long)] == [400, 400] and len(calls) == 3  # never held
 
 
 @pytest.mark.parametrize(

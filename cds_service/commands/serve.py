@@ -16,8 +16,6 @@ the workers one after the other (a graceful restart); a worker that dies is repl
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import logging
 import multiprocessing
 import os
@@ -29,6 +27,7 @@ from typing import Any
 from cds_service.card_builder.content import ContentError
 from cds_service.config import ConfigError, Settings
 from cds_service.logs import configure_logging
+from cds_service.performance import freeze_loaded_heap, limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +128,8 @@ def run(args: argparse.Namespace) -> int:
             "threads": args.threads,
         },
     )
-    # What is loaded now lives as long as the server: keep it out of the garbage collector's
-    # scans in every worker (and so off the pages each worker would otherwise copy).
-    gc.freeze()
-    _limit_malloc_arenas()
+    freeze_loaded_heap()
+    limit_malloc_arenas()
     granian_server(
         app,
         host=args.host,
@@ -145,24 +142,6 @@ def run(args: argparse.Namespace) -> int:
         on_worker_exit=decision_log.close,
     )
     return 0
-
-
-# glibc's mallopt parameter M_ARENA_MAX.
-_M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-
-
-def _limit_malloc_arenas() -> None:
-    """At most MALLOC_ARENAS malloc arenas per process (glibc gives each thread its own, up to
-    8 per core): memory one thread freed is then reused by the others instead of staying with
-    its thread. Measured after the realistic mix and the 2,000- and 5,000-resource records:
-    worker RSS 122-128 MB instead of 212 MB, the same throughput and latency. Elsewhere than
-    glibc, nothing to do."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):
-        pass
 
 
 def address_problem(host: str, port: int) -> str:

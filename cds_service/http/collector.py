@@ -17,33 +17,16 @@ the other call some speed, never correctness.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 
 from flask import Flask, Response, g
 
+from cds_service.performance import end_request_pause as end_pause
+from cds_service.performance import pause_for_request as pause_for_this_request
+
 _HANDED_OVER = "_collector_resumes_on_close"  # on flask.g: the answer's close resumes it
 
-
-class _Pause:
-    paused = False  # this process's collector is paused by a hook call
-
-
-_pause = _Pause()
-
-
-def end_pause() -> None:
-    """End the pause a hook call made, if one is on."""
-    if _pause.paused:
-        _pause.paused = False
-        gc.enable()
-
-
-def pause_for_this_request() -> None:
-    """Pause the collector until the request is over (not when something else paused it)."""
-    if gc.isenabled():
-        gc.disable()
-        _pause.paused = True
+__all__ = ["end_pause", "pause_for_this_request", "register_collector_pause", "resume_when_sent"]
 
 
 def resume_when_sent(response: Response, release: Callable[[], None]) -> None:

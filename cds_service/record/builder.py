@@ -13,11 +13,11 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from cds_service.fhir.checks import well_formed
 from cds_service.fhir.parsing import to_date
+from cds_service.performance import remembered
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
@@ -36,7 +36,6 @@ from cds_service.terminology.index import (
     SNOMED,
     Terminology,
     canonical_system,
-    worth_remembering,
 )
 
 log = logging.getLogger(__name__)
@@ -93,17 +92,11 @@ def _items(value: Any) -> list[Any]:
     return [value] if isinstance(value, dict) else []
 
 
-@lru_cache(maxsize=4096)
-def _remembered_code_fact(system: str | None, code: str, display: str) -> CodeFact:
-    canonical = canonical_system(system)
-    return CodeFact(_SYSTEM_LABELS.get(canonical, canonical), code, display)
-
-
+@remembered(4096)
 def _code_fact(system: str | None, code: str, display: str) -> CodeFact:
     # The same codes come back call after call: one shared, immutable fact per coding.
-    if worth_remembering(system, code, display):
-        return _remembered_code_fact(system, code, display)
-    return _remembered_code_fact.__wrapped__(system, code, display)
+    canonical = canonical_system(system)
+    return CodeFact(_SYSTEM_LABELS.get(canonical, canonical), code, display)
 
 
 def _facts_for(codeable: Any, terminology: Terminology) -> tuple[CodeFact, ...]:

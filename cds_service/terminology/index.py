@@ -11,10 +11,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from cds_service.performance import Memo, remembered, worth_remembering
 from cds_service.terminology.concepts import Concept
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -47,12 +47,11 @@ _NO_CONCEPTS: frozenset[Concept] = frozenset()
 # same codes) arrive in call after call, so each worker remembers what a text means. Bounded:
 # long free text is not remembered, and the memory starts afresh when full.
 TEXT_MEMORY_ENTRIES = 20_000
-TEXT_MEMORY_MAX_LENGTH = 300
 # Codings as sent (system spelling, code) to their concepts, per worker, for the same reason.
 CODE_MEMORY_ENTRIES = 50_000
 
 
-@lru_cache(maxsize=1024)
+@remembered(1024)
 def canonical_system(system: str | None) -> str:
     # Cached: a handful of system URIs make up nearly every coding the service reads.
     if not system:
@@ -104,20 +103,20 @@ class Terminology:
     orderables: dict[str, Orderable]
     concept_value_sets: dict[Concept, tuple[str, ...]] = field(default_factory=dict)
     concept_codes: dict[Concept, tuple[Coded, ...]] = field(default_factory=dict)
-    _text_memory: dict[str, frozenset[Concept]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _text_memory: Memo[str, frozenset[Concept]] = field(
+        default_factory=lambda: Memo(TEXT_MEMORY_ENTRIES), init=False, repr=False, compare=False
     )
-    _code_memory: dict[tuple[str | None, str], frozenset[Concept]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _code_memory: Memo[tuple[str | None, str], frozenset[Concept]] = field(
+        default_factory=lambda: Memo(CODE_MEMORY_ENTRIES), init=False, repr=False, compare=False
     )
     # Whole codings (system, code, display as sent) to their concepts.
-    _coding_memory: dict[tuple[Any, Any, Any], frozenset[Concept]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _coding_memory: Memo[tuple[Any, Any, Any], frozenset[Concept]] = field(
+        default_factory=lambda: Memo(CODE_MEMORY_ENTRIES), init=False, repr=False, compare=False
     )
     # One object per distinct concept set, so that "the same set again" is an identity check
     # and a codeable whose code and display mean the same thing costs no set union.
-    _interned: dict[frozenset[Concept], frozenset[Concept]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _interned: Memo[frozenset[Concept], frozenset[Concept]] = field(
+        default_factory=lambda: Memo(CODE_MEMORY_ENTRIES), init=False, repr=False, compare=False
     )
 
     @property
@@ -132,9 +131,7 @@ class Terminology:
         if found is None:
             canonical = canonical_system(system)
             found = self.code_index.get((canonical, normalise_code(canonical, code)), _NO_CONCEPTS)
-            if len(memory) >= CODE_MEMORY_ENTRIES:
-                memory.clear()
-            memory[(system, code)] = found
+            memory.keep((system, code), found)
         return found
 
     def concepts_for_text(self, text: str | None) -> frozenset[Concept]:
@@ -147,19 +144,12 @@ class Terminology:
                 concept for concept, pattern in self.text_patterns.items() if pattern.search(text)
             )
             if worth_remembering(text):
-                if len(memory) >= TEXT_MEMORY_ENTRIES:
-                    memory.clear()
-                memory[text] = found = self._intern(found)
+                found = memory.keep(text, self._intern(found))
         return found
 
     def _intern(self, concepts: frozenset[Concept]) -> frozenset[Concept]:
-        interned = self._interned
-        found = interned.get(concepts)
-        if found is None:
-            if len(interned) >= CODE_MEMORY_ENTRIES:
-                interned.clear()
-            found = interned[concepts] = concepts
-        return found
+        found = self._interned.get(concepts)
+        return found if found is not None else self._interned.keep(concepts, concepts)
 
     def _union(self, found: frozenset[Concept], more: frozenset[Concept]) -> frozenset[Concept]:
         if not found:
@@ -186,9 +176,7 @@ class Terminology:
             found = self._union(found, self.concepts_for_text(display))
         found = self._intern(found)
         if key is not None and worth_remembering(system, code, display):
-            if len(memory) >= CODE_MEMORY_ENTRIES:
-                memory.clear()
-            memory[key] = found
+            memory.keep(key, found)
         return found
 
     def concepts_for_codeable(self, codeable: Any) -> frozenset[Concept]:
@@ -215,12 +203,6 @@ class Terminology:
 
     def orderable(self, name: str) -> Orderable:
         return self.orderables[name]
-
-
-def worth_remembering(*values: Any) -> bool:
-    """Short enough to keep in a per-worker memory: long free text is read afresh each time
-    rather than held (the strings among `values` count, together)."""
-    return sum(len(v) for v in values if isinstance(v, str)) <= TEXT_MEMORY_MAX_LENGTH
 
 
 def _data_files() -> Any:
