@@ -36,9 +36,9 @@ from cds_service.fhir.access import PatientDataGatherer  # noqa: E402
 from cds_service.protocol.handler import card_context, record_input  # noqa: E402
 from cds_service.protocol.request import parse_hook_request, parse_json_object  # noqa: E402
 from cds_service.record.builder import RecordBuilder  # noqa: E402
-from cds_service.record.model import DataCategory  # noqa: E402
 from cds_service.rules.engine import concerns_back_pain, evaluate  # noqa: E402
 from cds_service.runtime import Runtime, utc_today  # noqa: E402
+from cds_service.vocabulary import DataCategory  # noqa: E402
 
 STAGES = ("parse", "check", "triage", "gather", "record", "rules", "cards", "answer")
 

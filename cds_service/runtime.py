@@ -21,8 +21,8 @@ from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
 from cds_service.protocol.request import schema_problems
 from cds_service.record.builder import RecordBuilder
-from cds_service.record.model import DataCategory
 from cds_service.terminology.index import Terminology, load_terminology
+from cds_service.vocabulary import DataCategory
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,28 @@
 """Plain records and names every layer may import: nothing here imports the rest of the service.
 
-The card builder makes `CardRecord`s; the protocol handler bounds and answers them; the decision
-log, the metrics and the request log read their fields. Nobody digs a topic or a uuid back out
-of a card's JSON.
+`DataCategory` names the kinds of patient data (the prefetch keys) that FHIR access gathers,
+the record holds and the rules declare they need. The card builder makes `CardRecord`s; the
+protocol handler bounds and answers them; the decision log, the metrics and the request log
+read their fields. Nobody digs a topic or a uuid back out of a card's JSON.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class DataCategory(StrEnum):
+    """Kinds of patient data; each matches one prefetch key."""
+
+    PATIENT = "patient"
+    CONDITIONS = "conditions"
+    MEDICATIONS = "medications"
+    OBSERVATIONS = "observations"
+    PROCEDURES = "procedures"
+    SERVICE_REQUESTS = "servicerequests"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pytest
 from conftest import EVALUATION_DATE, PROJECT_ROOT, fixture_dirs
 from flask.testing import FlaskClient
 
+from cds_service import json_text
 from cds_service.fhir import checks, parsing
 from cds_service.performance import Memo, remembered
 from cds_service.protocol.errors import CdsError
@@ -32,12 +33,12 @@ from cds_service.protocol.request import (
 )
 from cds_service.record import builder as record_builder
 from cds_service.record.builder import RecordBuilder, RecordInput
-from cds_service.record.model import DataCategory
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.engine import evaluate
 from cds_service.runtime import Runtime
 from cds_service.terminology.concepts import Concept
 from cds_service.terminology.index import Terminology, canonical_system, normalise_code
+from cds_service.vocabulary import DataCategory
 
 PROJECT = PROJECT_ROOT
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -582,7 +583,7 @@ def test_json_parsing_with_collector_paused_matches_json(raw: bytes) -> None:
     except (ValueError, RecursionError) as error:
         expected = ("error", type(error))
     try:
-        got: Any = ("ok", parsing.loads_json(raw))
+        got: Any = ("ok", json_text.loads_json(raw))
     except (ValueError, RecursionError) as error:
         got = ("error", type(error))
     assert got == expected
@@ -593,7 +594,7 @@ def test_json_parsing_with_collector_paused_matches_json(raw: bytes) -> None:
 def test_json_with_a_lone_surrogate_is_refused_though_json_accepts_it(raw: bytes) -> None:
     json.loads(raw)  # Python's parser lets it through ...
     with pytest.raises(json.JSONDecodeError):  # ... but no text could hold it
-        parsing.loads_json(raw)
+        json_text.loads_json(raw)
     assert gc.isenabled()
 
 

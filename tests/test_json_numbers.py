@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.fhir import parsing
-from cds_service.fhir.parsing import NumberOutOfRange, loads_json
+from cds_service import json_text
+from cds_service.json_text import NumberOutOfRange, loads_json
 
 SIGN = "/cds-services/back-pain-order-sign"
 FEEDBACK = SIGN + "/feedback"
@@ -112,7 +112,7 @@ def test_the_underflow_check_skips_a_second_parse_for_ordinary_documents(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[object] = []
-    monkeypatch.setattr(parsing, "_parse_checked", lambda raw: calls.append(raw))
+    monkeypatch.setattr(json_text, "_parse_checked", lambda raw: calls.append(raw))
     uuids = ",".join(f'"{i:07d}e-{i:04d}-4abc-9def-0123456789ab"' for i in range(200))
     loads_json(f'{{"ids": [{uuids}], "n": 1.5e-3}}'.encode())
     assert calls == []

@@ -17,7 +17,6 @@ from cds_service.protocol.request import schema_problems
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
-    DataCategory,
     OrderEntry,
     PatientRecord,
 )
@@ -29,6 +28,7 @@ from cds_service.rules.registry import BY_TOPIC, RECOMMENDATIONS, TOPICS
 from cds_service.rules.unit import Recommendation
 from cds_service.runtime import Runtime
 from cds_service.terminology.concepts import Concept
+from cds_service.vocabulary import DataCategory
 
 TODAY = date(2026, 11, 22)
 

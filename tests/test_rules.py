@@ -10,7 +10,6 @@ import pytest
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
-    DataCategory,
     ObservationEntry,
     OrderEntry,
     PatientRecord,
@@ -27,6 +26,7 @@ from cds_service.rules.findings import (
     RedFlag,
 )
 from cds_service.terminology.concepts import Concept as K
+from cds_service.vocabulary import DataCategory
 
 TODAY = date(2026, 11, 22)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -161,14 +159,15 @@ def run_review(args: argparse.Namespace) -> int:
     except FixtureError as error:
         print(f"cds-service fixtures review: {error}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="cds-review-") as folder:
-        # Reviewing must never write fixture cards into the real decision store.
-        settings = replace(Settings.from_env(), database_url=f"sqlite:///{folder}/review.db")
-        target = InProcessTarget(settings)
-        try:
-            sheet, over = review_sheet(fixtures, target)
-        finally:
-            target.close()
+    from cds_service.app import create_app
+
+    # Reviewing never writes the fixture cards into the real decision store: the in-process
+    # service logs them in a throwaway one.
+    target = InProcessTarget(create_app, Settings.from_env())
+    try:
+        sheet, over = review_sheet(fixtures, target)
+    finally:
+        target.close()
     if args.out:
         args.out.write_text(sheet, encoding="utf-8")
         print(f"wrote {args.out} ({len(fixtures)} scenarios)", file=sys.stderr)

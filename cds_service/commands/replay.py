@@ -97,7 +97,9 @@ def _target(args: argparse.Namespace) -> Target:
                 store = parse_database_url(args.store).render_as_string(hide_password=False)
             except ValueError as error:  # the reason never repeats the URL (a password)
                 raise UsageError(f"--store {error}") from None
-        return InProcessTarget(store_url=store)
+        from cds_service.app import create_app
+
+        return InProcessTarget(create_app, store_url=store)
     if args.store is not None:
         raise UsageError("--store only applies in process (without --url)")
     today = None if args.no_date_shift else (args.today or datetime.now(UTC).date())

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
 from cds_service.fhir.servers import FhirServerPolicy
-from cds_service.record.model import DataCategory
+from cds_service.vocabulary import DataCategory
 
 _CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z][A-Za-z0-9]*)\s*\}\}")
 # Values that would change the query's path instead of filling one segment of it.
@@ -96,6 +96,19 @@ def _prefetch_state(prefetch: Mapping[str, Any], key: str) -> str:
     return "the prefetch has more pages"
 
 
+class DataRequest(Protocol):
+    """What gathering needs of a hook call (the protocol layer's HookRequest has it)."""
+
+    @property
+    def prefetch(self) -> Mapping[str, Any]: ...
+    @property
+    def context(self) -> Mapping[str, Any]: ...
+    @property
+    def fhir_server(self) -> str | None: ...
+    @property
+    def access_token(self) -> str | None: ...
+
+
 class PatientDataGatherer:
     def __init__(
         self, fetcher: FhirFetcher | None = None, policy: FhirServerPolicy | None = None
@@ -105,7 +118,7 @@ class PatientDataGatherer:
 
     def gather(
         self,
-        request: Any,
+        request: DataRequest,
         needed: Iterable[DataCategory],
         templates: Mapping[str, str],
         client_servers: Sequence[str] | None = None,

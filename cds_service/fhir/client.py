@@ -50,8 +50,9 @@ from urllib3.util.connection import allowed_gai_family
 
 from cds_service import metrics
 from cds_service.fhir.access import FetchResult, FhirQuery, FhirServer
-from cds_service.fhir.parsing import is_failed_result, loads_json, next_page_link, resources_of
+from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
 from cds_service.fhir.servers import REFUSED_ADDRESS, is_forbidden_address, is_forbidden_host
+from cds_service.json_text import loads_json
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.record.model import DataCategory
 from cds_service.terminology.concepts import Concept
 from cds_service.terminology.index import LOINC, Terminology
+from cds_service.vocabulary import DataCategory
 
 CDS_HOOKS_VERSION = "2.0.1"
 ORDER_HOOKS = frozenset({"order-sign", "order-select"})

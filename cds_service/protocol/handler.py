@@ -24,10 +24,10 @@ from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
 from cds_service.record.builder import RecordBuilder, RecordInput
-from cds_service.record.model import DataCategory, OrderEntry
+from cds_service.record.model import OrderEntry
 from cds_service.rules.engine import Evaluation, concerns_back_pain, evaluate
 from cds_service.rules.registry import DECISION_DATA
-from cds_service.vocabulary import CardRecord
+from cds_service.vocabulary import CardRecord, DataCategory
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from cds_service.fhir.parsing import NumberOutOfRange, bundle_entries, loads_json
+from cds_service.fhir.parsing import bundle_entries
+from cds_service.json_text import NumberOutOfRange, loads_json
 from cds_service.protocol.catalog import ServiceDefinition
 from cds_service.protocol.errors import CdsError, bad_request
 

@@ -21,7 +21,6 @@ from cds_service.performance import remembered
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
-    DataCategory,
     ObservationEntry,
     OrderEntry,
     PatientRecord,
@@ -37,6 +36,7 @@ from cds_service.terminology.index import (
     Terminology,
     canonical_system,
 )
+from cds_service.vocabulary import DataCategory
 
 log = logging.getLogger(__name__)
 

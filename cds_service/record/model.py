@@ -9,22 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from enum import StrEnum
 from functools import cached_property
 
 from cds_service.terminology.concepts import Concept
-
-
-class DataCategory(StrEnum):
-    """Kinds of patient data; each matches one prefetch key."""
-
-    PATIENT = "patient"
-    CONDITIONS = "conditions"
-    MEDICATIONS = "medications"
-    OBSERVATIONS = "observations"
-    PROCEDURES = "procedures"
-    SERVICE_REQUESTS = "servicerequests"
-
+from cds_service.vocabulary import DataCategory
 
 ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
 INVALID_VERIFICATION_STATUSES = frozenset({"refuted", "entered-in-error"})

@@ -12,7 +12,6 @@ from functools import cached_property
 from cds_service.record.model import (
     CodeFact,
     ConditionEntry,
-    DataCategory,
     OrderEntry,
     PatientRecord,
 )
@@ -24,6 +23,7 @@ from cds_service.rules.findings import (
     RedFlag,
 )
 from cds_service.terminology.concepts import BACK_PAIN, Concept
+from cds_service.vocabulary import DataCategory
 
 # Time windows and thresholds of the guideline logic (see README "Clinical logic").
 FEVER_WINDOW_DAYS = 7

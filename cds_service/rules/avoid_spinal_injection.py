@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from cds_service.record.model import DataCategory as C
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.drafts import drafts, present, ref, removal
 from cds_service.rules.findings import Fact, FactKind, Finding, SuggestionKind
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import Concept
+from cds_service.vocabulary import DataCategory as C
 
 TOPIC = "avoid-spinal-injection"
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cds_service.record.model import DataCategory as C
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.drafts import drafts, ref, replacement
 from cds_service.rules.findings import Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
+from cds_service.vocabulary import DataCategory as C
 
 TOPIC = "nsaid-contraindicated"
 

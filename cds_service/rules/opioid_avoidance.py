@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from cds_service.record.model import DataCategory as C
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.drafts import applicable, drafts, present, ref, removal, replacement
 from cds_service.rules.findings import Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import Concept
+from cds_service.vocabulary import DataCategory as C
 
 TOPIC = "opioid-avoidance"
 EXTENDED_RELEASE = "extended-release"  # the opioid drafted is extended-release / long-acting

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from cds_service.record.model import DataCategory as C
 from cds_service.record.model import OrderEntry
 from cds_service.rules.assessment import Assessment, RedFlagFinding
 from cds_service.rules.drafts import drafts, order_fact, ref
 from cds_service.rules.findings import FIRST_TEST, Finding, FirstTest, Indicator, RedFlag
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import Concept
+from cds_service.vocabulary import DataCategory as C
 
 TOPIC = "red-flags-present"
 ADVANCED_IMAGING_TOO_SOON = "advanced-imaging-too-soon"  # CT/MRI where X-ray comes first

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from cds_service.record.model import DataCategory
 from cds_service.rules import (
     avoid_antidepressant,
     avoid_glucosamine,
@@ -20,6 +19,7 @@ from cds_service.rules import (
     topical_nsaid_first,
 )
 from cds_service.rules.unit import Recommendation
+from cds_service.vocabulary import DataCategory
 
 RECOMMENDATIONS: tuple[Recommendation, ...] = (
     red_flags_present.UNIT,

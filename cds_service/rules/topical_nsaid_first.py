@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cds_service.record.model import DataCategory as C
 from cds_service.rules.assessment import TOPICAL_NSAID_LOOKBACK_DAYS, Assessment
 from cds_service.rules.drafts import drafts, ref, replacement
 from cds_service.rules.findings import Fact, FactKind, Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
+from cds_service.vocabulary import DataCategory as C
 
 TOPIC = "topical-nsaid-first"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cds_service.record.model import DataCategory
 from cds_service.rules.assessment import Assessment
 from cds_service.rules.findings import Finding, SuggestionKind
+from cds_service.vocabulary import DataCategory
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,15 @@ class InProcessTarget:
 
     description = "in-process service"
 
-    def __init__(self, settings: Settings | None = None, store_url: str | None = None) -> None:
+    def __init__(
+        self,
+        make_app: Callable[[Settings], Any],
+        settings: Settings | None = None,
+        store_url: str | None = None,
+    ) -> None:
+        # The app factory is given (commands pass cds_service.app.create_app), so that the
+        # integrator tools do not depend on the application that serves them.
+        self._make_app = make_app
         self._settings = settings or Settings.from_env()
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if store_url is None:
@@ -106,8 +114,6 @@ class InProcessTarget:
 
     def _client(self, today: date) -> Any:
         if today not in self._clients:
-            from cds_service.app import create_app
-
             # The fixtures' requests carry no client JWT: the in-process service checks none.
             settings = replace(
                 self._settings,
@@ -116,7 +122,7 @@ class InProcessTarget:
                 database_url=self.store_url,
                 spool_dir=None,
             )
-            app = create_app(settings)
+            app = self._make_app(settings)
             self._clients[today] = app.test_client()
         return self._clients[today]
 

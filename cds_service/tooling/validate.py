@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from cds_service.fhir.conformance import FhirProblem, resource_problems
 from cds_service.protocol.request import json_path, schema_problems
-from cds_service.record.model import DataCategory
+from cds_service.vocabulary import DataCategory
 
 KINDS = ("request", "response", "discovery", "feedback")
 _KIND_NAMES = {
