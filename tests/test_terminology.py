@@ -198,6 +198,33 @@ def test_data_size_is_reasonable() -> None:
         (RXNORM, "833709", Concept.OPIOID_EXTENDED_RELEASE),  # 24 HR tramadol 100 MG ER tablet
         (RXNORM, "833709", Concept.OPIOID),
         (RXNORM, "864706", Concept.OPIOID_EXTENDED_RELEASE),  # methadone 10 MG tablet
+        # Structural spine diagnoses surgery treats
+        (ICD10CM, "M48.062", Concept.SPINE_SURGICAL_DIAGNOSIS),  # stenosis with claudication
+        (ICD10CM, "M43.16", Concept.SPINE_SURGICAL_DIAGNOSIS),  # spondylolisthesis, lumbar
+        (ICD10CM, "G83.4", Concept.SPINE_SURGICAL_DIAGNOSIS),  # cauda equina syndrome
+        (ICD10CM, "M54.16", Concept.SPINE_SURGICAL_DIAGNOSIS),  # radiculopathy, lumbar
+        (ICD10CM, "M41.26", Concept.SPINE_SURGICAL_DIAGNOSIS),  # idiopathic scoliosis, lumbar
+        (SNOMED, "303081002", Concept.SPINE_SURGICAL_DIAGNOSIS),  # neurogenic claudication
+        (SNOMED, "128196005", Concept.RADICULAR_PAIN),  # lumbar radiculopathy
+        # Spine surgery and surgeon referrals
+        (CPT, "22612", Concept.SPINE_SURGERY),  # posterolateral lumbar arthrodesis
+        (CPT, "63030", Concept.SPINE_SURGERY),  # lumbar laminotomy / discectomy
+        (SNOMED, "50172003", Concept.SPINE_SURGERY),  # lumbar spinal fusion
+        (SNOMED, "308482002", Concept.SURGICAL_REFERRAL),  # referral to neurosurgeon
+        # Passive modalities, coded as services and as devices
+        (CPT, "97012", Concept.PASSIVE_MODALITY),  # mechanical traction
+        (CPT, "97035", Concept.PASSIVE_MODALITY),  # therapeutic ultrasound
+        (HCPCS, "G0283", Concept.PASSIVE_MODALITY),  # unattended electrical stimulation
+        (HCPCS, "E0720", Concept.PASSIVE_MODALITY),  # TENS device, two lead
+        # Stomach protection and aspirin
+        (RXNORM, "198051", Concept.GASTROPROTECTIVE),  # omeprazole 20 MG DR capsule
+        (RXNORM, "314200", Concept.GASTROPROTECTIVE),  # pantoprazole 40 MG DR tablet
+        (RXNORM, "317128", Concept.GASTROPROTECTIVE),  # misoprostol 0.2 MG tablet
+        (RXNORM, "994008", Concept.GASTROPROTECTIVE),  # esomeprazole / naproxen (Vimovo)
+        (RXNORM, "1191", Concept.ASPIRIN),
+        (RXNORM, "243670", Concept.ASPIRIN),  # aspirin 81 MG tablet
+        (RXNORM, "1811631", Concept.ASPIRIN),  # aspirin 81 MG / omeprazole 40 MG
+        (RXNORM, "1811631", Concept.GASTROPROTECTIVE),
     ],
 )
 def test_code_maps_to_concept(system: str, code: str, concept: Concept) -> None:
@@ -229,6 +256,15 @@ def test_code_maps_to_concept(system: str, code: str, concept: Concept) -> None:
         (SNOMED, "281843000", Concept.RED_FLAG_SPINAL_TRAUMA),  # fracture of tibial spine
         (RXNORM, "835603", Concept.OPIOID_EXTENDED_RELEASE),  # tramadol 50 MG (immediate)
         (RXNORM, "1716057", Concept.OPIOID_EXTENDED_RELEASE),  # buccal buprenorphine film
+        # Stenosis without claudication is no reason to operate; neither is lumbago alone.
+        (ICD10CM, "M48.061", Concept.SPINE_SURGICAL_DIAGNOSIS),
+        (ICD10CM, "M54.50", Concept.SPINE_SURGICAL_DIAGNOSIS),
+        (ICD10CM, "M96.1", Concept.SPINE_SURGICAL_DIAGNOSIS),  # post-laminectomy syndrome
+        (CPT, "97010", Concept.PASSIVE_MODALITY),  # hot or cold packs: heat is recommended
+        (CPT, "97110", Concept.PASSIVE_MODALITY),  # therapeutic exercise is active
+        (CPT, "62323", Concept.SPINE_SURGERY),  # epidural injection is not surgery
+        (RXNORM, "198013", Concept.ASPIRIN),  # naproxen
+        (RXNORM, "198013", Concept.GASTROPROTECTIVE),
     ],
 )
 def test_code_does_not_map_to_concept(system: str, code: str, concept: Concept) -> None:
@@ -369,6 +405,27 @@ TEXT_CASES = [
     ("methadone 5 mg tablet", Concept.OPIOID_EXTENDED_RELEASE),
     ("buprenorphine 10 mcg/hr transdermal system", Concept.OPIOID_EXTENDED_RELEASE),
     ("buprenorphine 10 mcg/hr transdermal system", Concept.OPIOID),
+    ("TENS unit for home use", Concept.PASSIVE_MODALITY),
+    ("Transcutaneous electrical nerve stimulation", Concept.PASSIVE_MODALITY),
+    ("PT: interferential current to lumbar spine", Concept.PASSIVE_MODALITY),
+    ("Lumbar traction 3x/week", Concept.PASSIVE_MODALITY),
+    ("Therapeutic ultrasound, low back", Concept.PASSIVE_MODALITY),
+    ("Non-surgical spinal decompression (DRX9000)", Concept.PASSIVE_MODALITY),
+    ("Referral to spine surgery", Concept.SPINE_SURGERY),
+    ("L4-5 microdiscectomy", Concept.SPINE_SURGERY),
+    ("Posterior lumbar interbody fusion L4-L5", Concept.SPINE_SURGERY),
+    ("TLIF L5-S1", Concept.SPINE_SURGERY),
+    ("Ambulatory referral to Orthopedic Spine Surgery", Concept.SPINE_SURGERY),
+    ("Ambulatory referral to Neurosurgery", Concept.SURGICAL_REFERRAL),
+    ("omeprazole 20 mg capsule daily", Concept.GASTROPROTECTIVE),
+    ("Pepcid 20 mg", Concept.GASTROPROTECTIVE),
+    ("ASA 81 mg daily", Concept.ASPIRIN),
+    ("Ecotrin low strength 81 mg", Concept.ASPIRIN),
+    ("Lumbar spondylolisthesis", Concept.SPINE_SURGICAL_DIAGNOSIS),
+    (
+        "Spinal stenosis, lumbar region with neurogenic claudication",
+        Concept.SPINE_SURGICAL_DIAGNOSIS,
+    ),
 ]
 
 
@@ -423,6 +480,23 @@ def test_every_text_fallback_is_shown_to_work() -> None:
         ("ibuprofen ER 800 mg", Concept.OPIOID),
         ("lidocaine 5% patch", Concept.OPIOID_EXTENDED_RELEASE),
         ("Belbuca 150 mcg buccal film", Concept.OPIOID_EXTENDED_RELEASE),
+        ("Skeletal traction, femur", Concept.PASSIVE_MODALITY),
+        ("Spinal cord stimulator implant trial", Concept.PASSIVE_MODALITY),
+        ("Ultrasound abdomen complete", Concept.PASSIVE_MODALITY),
+        ("Hot pack, lumbar", Concept.PASSIVE_MODALITY),
+        ("Anterior cervical discectomy and fusion C5-6", Concept.SPINE_SURGERY),
+        ("Spinal decompression therapy, 20 sessions", Concept.SPINE_SURGERY),
+        ("Carpal tunnel decompression", Concept.SPINE_SURGERY),
+        ("Referral to physical therapy", Concept.SURGICAL_REFERRAL),
+        ("Aspirin-free Excedrin", Concept.ASPIRIN),
+        (
+            "Spinal stenosis, lumbar region without neurogenic claudication",
+            Concept.SPINE_SURGICAL_DIAGNOSIS,
+        ),
+        (
+            "Spondylosis without myelopathy or radiculopathy, lumbar region",
+            Concept.SPINE_SURGICAL_DIAGNOSIS,
+        ),
     ],
 )
 def test_text_does_not_map_to_concept(text: str, concept: Concept) -> None:

@@ -16,6 +16,9 @@ class Concept(StrEnum):
     BACK_PAIN_LOW = "back-pain-low"
     RADICULAR_PAIN = "radicular-pain"
     NEUROPATHIC_PAIN = "neuropathic-pain"
+    # A specific structural diagnosis spine surgery treats (radiculopathy, stenosis with
+    # neurogenic claudication, spondylolisthesis, myelopathy, cauda equina, scoliosis).
+    SPINE_SURGICAL_DIAGNOSIS = "spine-surgical-diagnosis"
     DEPRESSION = "depression"
     ANXIETY = "anxiety"
 
@@ -55,6 +58,8 @@ class Concept(StrEnum):
     TCA = "tca"
     GLUCOSAMINE_CHONDROITIN = "glucosamine-chondroitin"
     SYSTEMIC_CORTICOSTEROID = "systemic-corticosteroid"
+    ASPIRIN = "aspirin"
+    GASTROPROTECTIVE = "gastroprotective"
 
     # Procedures and referrals
     SPINE_IMAGING = "spine-imaging"
@@ -64,6 +69,9 @@ class Concept(StrEnum):
     SPINAL_INJECTION = "spinal-injection"
     PHYSICAL_THERAPY = "physical-therapy"
     PAIN_MANAGEMENT_REFERRAL = "pain-management-referral"
+    SPINE_SURGERY = "spine-surgery"
+    SURGICAL_REFERRAL = "surgical-referral"  # neurosurgeon / orthopedic surgeon, no body part
+    PASSIVE_MODALITY = "passive-modality"
 
     # Observations
     BODY_TEMPERATURE = "body-temperature"
