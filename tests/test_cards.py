@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def test_every_topic_builds_a_valid_card_even_with_a_long_order_name(
     if card.get("suggestions"):
         assert card["selectionBehavior"] == "at-most-one"
     assert "M54.50" in card["detail"]  # the triggering facts are named
-    assert "doi.org" in card["detail"]  # and the evidence is cited
+    # and the evidence is cited, with its link (a DOI, or a guideline body's page such as NICE's)
+    assert re.search(r"\*\*Evidence:\*\* \[[^\]]+\]\(https://", card["detail"])
 
 
 def test_suggested_orders_are_valid_r4_and_addressed_from_the_context(runtime: Runtime) -> None:

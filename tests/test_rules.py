@@ -720,3 +720,265 @@ def test_chronic_pain_card_names_the_referral_when_it_is_due() -> None:
     assert card(84).notes == ("referral-due",)
     # The duration is one of the facts, once.
     assert [f.kind for f in card(84).facts] == [FactKind.BACK_PAIN]
+
+
+# --- spine surgery referral -------------------------------------------------------------------
+
+
+def surgery(*concepts: K, reasons: frozenset[K] = frozenset()) -> OrderEntry:
+    return draft(*(concepts or (K.SPINE_SURGERY,)), kind="ServiceRequest", reasons=reasons)
+
+
+def test_spine_surgery_without_indication_is_cancelled() -> None:
+    finding = _finding(record(conditions=[LBP], orders=[surgery()]), "avoid-surgery-referral")
+    assert [s.kind for s in finding.suggestions] == ["cancel"]
+    assert finding.suggestions[0].delete.reference == "ServiceRequest/d1"
+    assert FactKind.NO_SURGICAL_INDICATION in {f.kind for f in finding.facts}
+
+
+def test_a_surgeon_referral_naming_no_body_part_counts_only_for_back_pain() -> None:
+    for_back_pain = surgery(K.SURGICAL_REFERRAL, reasons=frozenset({K.BACK_PAIN_LOW}))
+    assert "avoid-surgery-referral" in topics(record(conditions=[LBP], orders=[for_back_pain]))
+    no_reason = surgery(K.SURGICAL_REFERRAL)
+    assert "avoid-surgery-referral" not in topics(record(conditions=[LBP], orders=[no_reason]))
+
+
+@pytest.mark.parametrize(
+    "reason_to_operate",
+    [
+        cond(K.RED_FLAG_NEUROLOGIC_DEFICIT, onset=2, rid="ces"),  # cauda equina
+        # Recorded years ago: no longer a red flag, but still a structural diagnosis.
+        cond(K.RED_FLAG_NEUROLOGIC_DEFICIT, K.SPINE_SURGICAL_DIAGNOSIS, onset=2000, rid="old"),
+        cond(K.RED_FLAG_CANCER_HISTORY, onset=900, rid="ca"),
+        cond(K.SPINE_SURGICAL_DIAGNOSIS, onset=300, rid="stenosis"),
+        cond(K.RADICULAR_PAIN, K.SPINE_SURGICAL_DIAGNOSIS, onset=60, rid="radic"),
+    ],
+)
+def test_spine_surgery_with_a_red_flag_or_structural_diagnosis_is_silent(
+    reason_to_operate: ConditionEntry,
+) -> None:
+    rec = record(conditions=[LBP, reason_to_operate], orders=[surgery()])
+    assert "avoid-surgery-referral" not in topics(rec)
+
+
+def test_resolved_structural_diagnosis_does_not_silence_the_surgery_card() -> None:
+    resolved = cond(K.SPINE_SURGICAL_DIAGNOSIS, status="resolved", rid="old")
+    assert "avoid-surgery-referral" in topics(
+        record(conditions=[LBP, resolved], orders=[surgery()])
+    )
+
+
+def test_the_orders_own_structural_reason_silences_the_surgery_card() -> None:
+    reasoned = surgery(reasons=frozenset({K.RADICULAR_PAIN, K.SPINE_SURGICAL_DIAGNOSIS}))
+    assert "avoid-surgery-referral" not in topics(record(conditions=[LBP], orders=[reasoned]))
+
+
+def test_surgery_card_needs_every_kind_of_red_flag_data() -> None:
+    rec = record(
+        conditions=[LBP],
+        orders=[surgery()],
+        available=set(DataCategory) - {DataCategory.OBSERVATIONS},
+    )
+    evaluation = evaluate(rec)
+    assert "avoid-surgery-referral" in evaluation.skipped
+    assert "avoid-surgery-referral" not in [f.topic for f in evaluation.findings]
+
+
+# --- passive modalities ------------------------------------------------------------------------
+
+
+def tens() -> OrderEntry:
+    return draft(K.PASSIVE_MODALITY, kind="ServiceRequest", rid="tens")
+
+
+def test_passive_modality_without_exercise_gets_the_referral_and_no_general_exercise_card() -> None:
+    rec = record(conditions=[LBP], orders=[tens()])
+    finding = _finding(rec, "avoid-passive-modalities")
+    (referral,) = finding.suggestions
+    assert (referral.kind, referral.create) == ("refer", Orderable.PHYSICAL_THERAPY_REFERRAL)
+    assert referral.delete is None  # the modality may stay, beside exercise
+    assert "exercise-therapy" not in topics(rec)
+
+
+@pytest.mark.parametrize(
+    ("in_place", "silent"),
+    [
+        (history(K.PHYSICAL_THERAPY, kind="ServiceRequest"), True),
+        (draft(K.PHYSICAL_THERAPY, kind="ServiceRequest", rid="pt", selected=False), True),
+        (history(K.PHYSICAL_THERAPY, kind="ServiceRequest", status="completed"), False),
+    ],
+)
+def test_passive_modality_beside_physical_therapy_is_silent(
+    in_place: OrderEntry, silent: bool
+) -> None:
+    rec = record(conditions=[LBP], orders=[tens(), in_place])
+    assert ("avoid-passive-modalities" not in topics(rec)) is silent
+
+
+def test_passive_modality_beside_recent_physical_therapy_sessions_is_silent() -> None:
+    def session(days: int) -> ProcedureEntry:
+        return ProcedureEntry(frozenset({K.PHYSICAL_THERAPY}), (), "PT", "completed", ago(days))
+
+    assert "avoid-passive-modalities" not in topics(
+        record(conditions=[LBP], orders=[tens()], procedures=[session(90)])
+    )
+    assert "avoid-passive-modalities" in topics(
+        record(conditions=[LBP], orders=[tens()], procedures=[session(91)])
+    )
+
+
+@pytest.mark.parametrize(
+    "unfit",
+    [cond(K.RED_FLAG_OSTEOPOROSIS, onset=400, rid="op"), cond(K.END_OF_LIFE, rid="eol")],
+)
+def test_passive_modality_advice_held_back_with_red_flags_or_at_end_of_life(
+    unfit: ConditionEntry,
+) -> None:
+    assert "avoid-passive-modalities" not in topics(
+        record(conditions=[LBP, unfit], orders=[tens()])
+    )
+
+
+# --- stomach protection with an oral NSAID -----------------------------------------------------
+
+
+def gi_record(age: int = 40, orders: tuple[OrderEntry, ...] = (), conditions=()) -> PatientRecord:
+    return record(age=age, conditions=[LBP, *conditions], orders=[draft(K.NSAID), *orders])
+
+
+@pytest.mark.parametrize(("age", "fires"), [(64, False), (65, True), (80, True)])
+def test_gi_protection_from_age_65(age: int, fires: bool) -> None:
+    assert ("gi-protection" in topics(gi_record(age=age))) is fires
+
+
+@pytest.mark.parametrize("risk", [K.SYSTEMIC_CORTICOSTEROID, K.SSRI, K.SNRI, K.ASPIRIN])
+def test_gi_protection_for_each_risk_medicine(risk: K) -> None:
+    active = history(risk, rid="risk")
+    finding = _finding(gi_record(orders=(active,)), "gi-protection")
+    (add,) = finding.suggestions
+    assert (add.kind, add.create, add.delete) == ("add", Orderable.PROTON_PUMP_INHIBITOR, None)
+    assert finding.alternative == Orderable.PROTON_PUMP_INHIBITOR
+    kinds = [f.kind for f in finding.facts]
+    assert FactKind.GI_RISK_MEDICATION in kinds and FactKind.NO_GASTROPROTECTION in kinds
+    # A stopped course is no risk today.
+    stopped = history(risk, rid="risk", status="stopped")
+    assert "gi-protection" not in topics(gi_record(orders=(stopped,)))
+
+
+def test_a_drafted_risk_medicine_counts_too() -> None:
+    ssri = draft(K.SSRI, rid="ssri", selected=False)
+    assert "gi-protection" in topics(gi_record(orders=(ssri,)))
+
+
+@pytest.mark.parametrize(
+    "protection",
+    [
+        history(K.GASTROPROTECTIVE, rid="ppi"),
+        draft(K.GASTROPROTECTIVE, rid="ppi", selected=False),
+    ],
+)
+def test_gi_protection_silent_when_protection_is_active_or_drafted(protection: OrderEntry) -> None:
+    assert "gi-protection" not in topics(gi_record(age=70, orders=(protection,)))
+
+
+def test_an_nsaid_that_carries_its_own_protection_gets_no_card() -> None:
+    combined = record(age=70, conditions=[LBP], orders=[draft(K.NSAID, K.GASTROPROTECTIVE)])
+    assert "gi-protection" not in topics(combined)
+
+
+def test_nsaid_contraindication_takes_precedence_over_gi_protection() -> None:
+    found = topics(gi_record(age=70, conditions=(cond(K.GI_BLEED_OR_ULCER, rid="ulcer"),)))
+    assert "nsaid-contraindicated" in found and "gi-protection" not in found
+
+
+@pytest.mark.parametrize(
+    "not_oral",
+    [draft(K.NSAID, K.TOPICAL_FORM), draft(K.NSAID_TOPICAL, K.NSAID), draft(K.OPIOID, K.NSAID)],
+)
+def test_gi_protection_only_for_oral_nsaids(not_oral: OrderEntry) -> None:
+    assert "gi-protection" not in topics(record(age=70, conditions=[LBP], orders=[not_oral]))
+
+
+def test_protection_is_suggested_once_for_two_nsaid_drafts() -> None:
+    rec = record(
+        age=70,
+        conditions=[LBP],
+        orders=[draft(K.NSAID, rid="a", code="1"), draft(K.NSAID, rid="b", code="2")],
+    )
+    cards = [f for f in evaluate(rec).findings if f.topic == "gi-protection"]
+    assert [len(f.suggestions) for f in cards] == [1, 0]
+
+
+# --- acetaminophen alone for chronic pain ------------------------------------------------------
+
+
+def acetaminophen_record(onset: int = 100, orders: tuple[OrderEntry, ...] = ()) -> PatientRecord:
+    return record(
+        conditions=[cond(K.BACK_PAIN_LOW, onset=onset)],
+        orders=[draft(K.ACETAMINOPHEN), *orders],
+    )
+
+
+@pytest.mark.parametrize(("onset", "fires"), [(83, False), (84, True)])
+def test_acetaminophen_alone_from_12_weeks(onset: int, fires: bool) -> None:
+    assert ("acetaminophen-monotherapy" in topics(acetaminophen_record(onset))) is fires
+
+
+def test_acetaminophen_alone_gets_the_referral_and_no_general_exercise_card() -> None:
+    rec = acetaminophen_record()
+    finding = _finding(rec, "acetaminophen-monotherapy")
+    assert [(s.kind, s.create) for s in finding.suggestions] == [
+        ("refer", Orderable.PHYSICAL_THERAPY_REFERRAL)
+    ]
+    assert "exercise-therapy" not in topics(rec)
+
+
+def test_acetaminophen_in_an_opioid_or_nsaid_combination_is_not_alone() -> None:
+    for combination in (draft(K.ACETAMINOPHEN, K.OPIOID), draft(K.ACETAMINOPHEN, K.NSAID)):
+        rec = record(conditions=[cond(K.BACK_PAIN_LOW, onset=100)], orders=[combination])
+        assert "acetaminophen-monotherapy" not in topics(rec)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        history(K.NSAID, rid="o"),
+        history(K.NSAID_TOPICAL, K.NSAID, rid="o"),
+        history(K.OPIOID, rid="o"),
+        history(K.SNRI, rid="o"),
+        history(K.TCA, rid="o"),
+        draft(K.NSAID, rid="o", selected=False),
+        history(K.PHYSICAL_THERAPY, kind="ServiceRequest", rid="o"),
+    ],
+)
+def test_acetaminophen_beside_other_treatment_is_silent(other: OrderEntry) -> None:
+    assert "acetaminophen-monotherapy" not in topics(acetaminophen_record(orders=(other,)))
+
+
+def test_acetaminophen_advice_held_back_with_red_flags_or_unknown_duration() -> None:
+    flagged = record(
+        conditions=[cond(K.BACK_PAIN_LOW, onset=100), cond(K.RED_FLAG_OSTEOPOROSIS, rid="op")],
+        orders=[draft(K.ACETAMINOPHEN)],
+    )
+    assert "acetaminophen-monotherapy" not in topics(flagged)
+    undated = record(
+        conditions=[cond(K.BACK_PAIN_LOW, onset=None)], orders=[draft(K.ACETAMINOPHEN)]
+    )
+    assert "acetaminophen-monotherapy" not in topics(undated)
+
+
+def test_one_referral_per_answer_when_two_cards_would_offer_it() -> None:
+    rec = acetaminophen_record(orders=(tens(),))
+    findings = {f.topic: f for f in evaluate(rec).findings}
+    assert [s.create for s in findings["avoid-passive-modalities"].suggestions] == [
+        Orderable.PHYSICAL_THERAPY_REFERRAL
+    ]
+    assert findings["acetaminophen-monotherapy"].suggestions == ()
+    assert "exercise-therapy" not in findings
+    # The other referral (pain management) is a different order: still offered.
+    assert findings["chronic-pain-assessment"].suggestions
+
+
+def test_general_exercise_card_stays_when_no_other_card_offers_its_referral() -> None:
+    rec = acetaminophen_record(onset=40)  # too early for the acetaminophen card
+    assert "exercise-therapy" in topics(rec)

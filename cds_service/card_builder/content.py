@@ -78,6 +78,11 @@ FACT_FIELDS: dict[FactKind, frozenset[str]] = {
     FactKind.NO_ANTIDEPRESSANT_INDICATION: frozenset(),
     FactKind.NO_RADICULOPATHY: frozenset(),
     FactKind.NO_PHYSICAL_THERAPY: frozenset(),
+    FactKind.NO_SURGICAL_INDICATION: frozenset(),
+    FactKind.GI_RISK_AGE: frozenset({"age"}),
+    FactKind.GI_RISK_MEDICATION: frozenset({"order"}),
+    FactKind.NO_GASTROPROTECTION: frozenset(),
+    FactKind.NO_OTHER_ANALGESIC: frozenset(),
 }
 # Fact kinds whose date may be unrecorded: `<kind>_undated` is used then, without the date.
 DATED_FACTS: dict[FactKind, str] = {

@@ -75,6 +75,8 @@ BACK_PAIN_ORDER_CONCEPTS = frozenset(
         Concept.SPINAL_INJECTION,
         Concept.PHYSICAL_THERAPY,
         Concept.PAIN_MANAGEMENT_REFERRAL,
+        Concept.SPINE_SURGERY,
+        Concept.PASSIVE_MODALITY,
     }
 )
 
@@ -97,6 +99,11 @@ def code_words(code: CodeFact | None, fallback: str) -> str:
     if display:
         return f"{display} ({code.code})" if code.code else display
     return f"{code.system_label} {code.code}".strip() or fallback
+
+
+def order_words(order: OrderEntry) -> str:
+    """An order as a card names it: the EHR's label, without a SNOMED CT semantic tag."""
+    return _SEMANTIC_TAG.sub("", order.label) or order.label
 
 
 def _code_of(condition: ConditionEntry) -> str:
@@ -545,6 +552,11 @@ class Assessment:
         return any(
             o.has(Concept.PAIN_MANAGEMENT_REFERRAL) and o.is_active for o in self.record.orders
         )
+
+    def active_orders_with(self, *concepts: Concept) -> tuple[OrderEntry, ...]:
+        """Orders active or drafted in this session (under review or not) that mean one of
+        these concepts."""
+        return tuple(o for o in self.record.orders if o.is_active and o.has_any(concepts))
 
     def has_active(self, *concepts: Concept) -> bool:
         return any(self.record.active_conditions_with(concept) for concept in concepts)

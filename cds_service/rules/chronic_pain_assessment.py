@@ -9,7 +9,8 @@ from cds_service.rules.assessment import (
     ROUTINE_ADVICE_DATA,
     Assessment,
 )
-from cds_service.rules.findings import Finding, Orderable, SuggestionIntent, SuggestionKind
+from cds_service.rules.drafts import referral
+from cds_service.rules.findings import Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
 
 TOPIC = "chronic-pain-assessment"
@@ -24,14 +25,11 @@ def evaluate(a: Assessment) -> list[Finding]:
     if a.routine_advice_unfit or a.has_active_cancer:
         return []
     refer = days >= REFERRAL_PAIN_DAYS and not a.pain_referral_in_place
-    referral = SuggestionIntent(
-        SuggestionKind.REFER, create=Orderable.PAIN_MANAGEMENT_REFERRAL, recommended=True
-    )
     return [
         Finding(
             topic=TOPIC,
             facts=a.back_pain_facts,
-            suggestions=(referral,) if refer else (),
+            suggestions=(referral(Orderable.PAIN_MANAGEMENT_REFERRAL),) if refer else (),
             notes=(REFERRAL_DUE,) if refer else (),
         )
     ]

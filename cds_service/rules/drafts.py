@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from cds_service.record.model import OrderEntry
-from cds_service.rules.assessment import Assessment
+from cds_service.rules.assessment import Assessment, order_words
 from cds_service.rules.findings import (
     Fact,
     FactKind,
@@ -18,12 +18,12 @@ from cds_service.rules.findings import (
 
 
 def ref(order: OrderEntry) -> OrderRef:
-    return OrderRef(order.reference, order.label)
+    return OrderRef(order.reference, order_words(order))
 
 
 def order_fact(order: OrderEntry) -> Fact:
     """A draft named only among the facts: a card about the draft names it in its action."""
-    return Fact.of(FactKind.DRAFT_ORDER, order=order.label)
+    return Fact.of(FactKind.DRAFT_ORDER, order=order_words(order))
 
 
 def drafts(assessment: Assessment, predicate: Callable[[OrderEntry], bool]) -> Iterable[OrderEntry]:
@@ -45,6 +45,11 @@ def replacement(order: OrderEntry, alternative: Orderable) -> SuggestionIntent:
         create=alternative,
         recommended=True,
     )
+
+
+def referral(orderable: Orderable) -> SuggestionIntent:
+    """A referral the guideline recommends, created beside whatever is drafted."""
+    return SuggestionIntent(SuggestionKind.REFER, create=orderable, recommended=True)
 
 
 def present(*suggestions: SuggestionIntent | None) -> tuple[SuggestionIntent, ...]:

@@ -6,8 +6,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 
 from cds_service.record.model import OrderEntry, PatientRecord
-from cds_service.rules.assessment import BACK_PAIN_ORDER_CONCEPTS, Assessment
-from cds_service.rules.findings import Finding
+from cds_service.rules.assessment import BACK_PAIN_ORDER_CONCEPTS, Assessment, order_words
+from cds_service.rules.findings import Finding, Orderable
 from cds_service.rules.registry import RECOMMENDATIONS
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import BACK_PAIN
@@ -40,7 +40,7 @@ def fold_identical_orders(
     draft, or a draft that is not under review, stay as they are.
     """
     by_reference = {order.reference: order for order in orders if order.reference}
-    by_label = {order.label: order for order in orders if not order.reference}
+    by_label = {order_words(order): order for order in orders if not order.reference}
     kept: list[Finding] = []
     first_of: dict[tuple[str, Hashable], int] = {}
     for finding in findings:
@@ -61,6 +61,42 @@ def fold_identical_orders(
     return tuple(kept)
 
 
+def _created(finding: Finding) -> set[Orderable]:
+    return {s.create for s in finding.suggestions if s.create is not None}
+
+
+def one_suggestion_per_order(
+    findings: tuple[Finding, ...], recommendations: tuple[Recommendation, ...]
+) -> tuple[Finding, ...]:
+    """Each order is offered once per answer, so that accepting every card cannot create it
+    twice: a general unit's finding gives way when the other findings already offer all it
+    would, and a later finding loses a suggestion that only creates what an earlier one does
+    (a second NSAID draft's stomach protection)."""
+    general = {unit.topic for unit in recommendations if unit.general}
+    specific = [f for f in findings if f.topic not in general]
+    offered_elsewhere = set().union(*(_created(f) for f in specific))
+    kept = [
+        f
+        for f in findings
+        if f.topic not in general or not _created(f) or not _created(f) <= offered_elsewhere
+    ]
+    offered: set[Orderable] = set()
+    result: list[Finding] = []
+    for finding in kept:
+        suggestions = tuple(
+            s
+            for s in finding.suggestions
+            if s.delete is not None or s.create is None or s.create not in offered
+        )
+        offered |= _created(finding)
+        result.append(
+            finding
+            if suggestions == finding.suggestions
+            else replace(finding, suggestions=suggestions)
+        )
+    return tuple(result)
+
+
 def evaluate(
     record: PatientRecord, recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS
 ) -> Evaluation:
@@ -75,7 +111,8 @@ def evaluate(
             skipped.append(recommendation.topic)
             continue
         findings.extend(recommendation.evaluate(assessment))
-    kept = fold_identical_orders(tuple(findings), record.orders_under_review)
+    folded = fold_identical_orders(tuple(findings), record.orders_under_review)
+    kept = one_suggestion_per_order(folded, recommendations)
     refs = tuple(
         f"Condition/{c.resource_id}" for c in assessment.back_pain_conditions if c.resource_id
     )

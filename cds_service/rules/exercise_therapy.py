@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from cds_service.rules.assessment import ROUTINE_ADVICE_DATA, Assessment
-from cds_service.rules.findings import (
-    Fact,
-    FactKind,
-    Finding,
-    Orderable,
-    SuggestionIntent,
-    SuggestionKind,
-)
+from cds_service.rules.drafts import referral
+from cds_service.rules.findings import Fact, FactKind, Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
 
 TOPIC = "exercise-therapy"
@@ -23,13 +17,7 @@ def evaluate(a: Assessment) -> list[Finding]:
         Finding(
             topic=TOPIC,
             facts=(*a.back_pain_facts, Fact.of(FactKind.NO_PHYSICAL_THERAPY)),
-            suggestions=(
-                SuggestionIntent(
-                    SuggestionKind.REFER,
-                    create=Orderable.PHYSICAL_THERAPY_REFERRAL,
-                    recommended=True,
-                ),
-            ),
+            suggestions=(referral(Orderable.PHYSICAL_THERAPY_REFERRAL),),
         )
     ]
 
@@ -39,4 +27,6 @@ UNIT = Recommendation(
     evaluate=evaluate,
     needs=ROUTINE_ADVICE_DATA,
     suggestions=frozenset({SuggestionKind.REFER}),
+    # The passive-modality and acetaminophen cards offer the same referral with their reason.
+    general=True,
 )

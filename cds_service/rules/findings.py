@@ -43,6 +43,11 @@ class FactKind(StrEnum):
     NO_ANTIDEPRESSANT_INDICATION = "no_antidepressant_indication"
     NO_RADICULOPATHY = "no_radiculopathy"
     NO_PHYSICAL_THERAPY = "no_physical_therapy"
+    NO_SURGICAL_INDICATION = "no_surgical_indication"
+    GI_RISK_AGE = "gi_risk_age"  # age
+    GI_RISK_MEDICATION = "gi_risk_medication"  # order
+    NO_GASTROPROTECTION = "no_gastroprotection"
+    NO_OTHER_ANALGESIC = "no_other_analgesic"
 
 
 class RedFlag(StrEnum):
@@ -114,6 +119,7 @@ class Orderable(StrEnum):
     ACETAMINOPHEN = "acetaminophen"
     PHYSICAL_THERAPY_REFERRAL = "physical-therapy-referral"
     PAIN_MANAGEMENT_REFERRAL = "pain-management-referral"
+    PROTON_PUMP_INHIBITOR = "proton-pump-inhibitor"
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class SuggestionKind(StrEnum):
     REMOVE = "remove"  # remove a drafted medicine
     CANCEL = "cancel"  # cancel a drafted procedure or study
     REFER = "refer"  # create a referral
+    ADD = "add"  # order something alongside the draft (stomach protection with an NSAID)
 
     @property
     def deletes(self) -> bool:
@@ -148,7 +155,7 @@ class SuggestionKind(StrEnum):
 
     @property
     def creates(self) -> bool:
-        return self in (SuggestionKind.REPLACE, SuggestionKind.REFER)
+        return self in (SuggestionKind.REPLACE, SuggestionKind.REFER, SuggestionKind.ADD)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from cds_service.rules import (
+    acetaminophen_monotherapy,
     avoid_antidepressant,
     avoid_glucosamine,
+    avoid_passive_modalities,
     avoid_spinal_injection,
+    avoid_surgery_referral,
     chronic_pain_assessment,
     exercise_therapy,
+    gi_protection,
     imaging_without_red_flags,
     nsaid_contraindicated,
     opioid_avoidance,
@@ -27,9 +31,13 @@ RECOMMENDATIONS: tuple[Recommendation, ...] = (
     imaging_without_red_flags.UNIT,
     nsaid_contraindicated.UNIT,
     topical_nsaid_first.UNIT,
+    gi_protection.UNIT,
     avoid_antidepressant.UNIT,
     avoid_glucosamine.UNIT,
     avoid_spinal_injection.UNIT,
+    avoid_surgery_referral.UNIT,
+    avoid_passive_modalities.UNIT,
+    acetaminophen_monotherapy.UNIT,
     exercise_therapy.UNIT,
     chronic_pain_assessment.UNIT,
 )

@@ -31,3 +31,6 @@ class Recommendation:
     placeholders: frozenset[str] = frozenset()
     # The sentences (keys of the content's [notes]) its findings may add.
     notes: frozenset[str] = frozenset()
+    # General advice that a more specific card can carry for it: when other findings of the
+    # same answer already suggest every order this one would, it is left out (rules/engine.py).
+    general: bool = False
