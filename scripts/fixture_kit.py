@@ -30,6 +30,7 @@ SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 UCUM = "http://unitsofmeasure.org"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
@@ -50,7 +51,14 @@ SERVICE_FOR_HOOK = {
 }
 
 # The code systems a scenario file may name; any other system is written as its URI.
-SYSTEMS = {"ICD-10-CM": ICD10, "SNOMED CT": SNOMED, "RxNorm": RXNORM, "LOINC": LOINC, "CPT": CPT}
+SYSTEMS = {
+    "ICD-10-CM": ICD10,
+    "SNOMED CT": SNOMED,
+    "RxNorm": RXNORM,
+    "LOINC": LOINC,
+    "CPT": CPT,
+    "HCPCS": HCPCS,
+}
 
 Code = tuple[str, str, str]  # (system, code, display)
 
