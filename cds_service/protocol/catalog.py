@@ -57,12 +57,15 @@ def prefetch_templates(terminology: Terminology) -> dict[str, str]:
 
 
 _ORDER_CHECKS = (
-    "for adults with mid-back (thoracic) or low back musculoskeletal pain, following the ACP "
-    "and ACP/AAFP guidelines and the CDC 2022 opioid guideline: avoid opioids (tramadol "
-    "included), no spine imaging without red flags, topical NSAID first, acetaminophen when "
-    "NSAIDs are unsafe, no antidepressants, glucosamine or spinal injections for axial pain, "
-    "red flags named with their first test, and supervised exercise therapy and chronic-pain "
-    "care when the order concerns back pain."
+    "for adults with mid-back (thoracic) or low back musculoskeletal pain, following the ACP, "
+    "ACP/AAFP, APS and NICE guidelines and the CDC 2022 opioid guideline: avoid opioids "
+    "(tramadol included), no spine imaging without red flags, topical NSAID first, stomach "
+    "protection with an oral NSAID when risk factors are present, acetaminophen when NSAIDs "
+    "are unsafe but not alone for chronic pain, no antidepressants, glucosamine or spinal "
+    "injections for axial pain, no spine surgery without red flags or a structural diagnosis, "
+    "passive modalities (TENS, traction, ultrasound) only beside exercise, red flags named "
+    "with their first test, and supervised exercise therapy and chronic-pain care when the "
+    "order concerns back pain."
 )
 
 
@@ -90,7 +93,9 @@ def build_catalog(terminology: Terminology) -> tuple[ServiceDefinition, ...]:
             description="When the chart of an adult with mid-back or low back pain opens: red "
             "flags with the first test each calls for (ACP/APS), then, when none is present, "
             "supervised exercise therapy and, from 4 weeks of pain, psychosocial assessment with "
-            "a multidisciplinary referral from 12 weeks. It does not review orders.",
+            "a multidisciplinary referral from 12 weeks. It does not review orders: the checks of "
+            "drafted medicines, imaging, injections, surgery and physical modalities run at "
+            "order-select and order-sign.",
             prefetch=templates,
         ),
     )
