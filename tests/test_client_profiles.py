@@ -248,7 +248,7 @@ def test_suggested_medicines_are_products_with_their_dosing(standard_client: Fla
                     if resource.get("resourceType") == "MedicationRequest":
                         concept = resource["medicationCodeableConcept"]
                         created[concept["coding"][0]["code"]] = resource
-    assert set(created) == {"855633", "313782"}
+    assert set(created) == {"855633", "313782", "198051"}
     for resource in created.values():
         concept = resource["medicationCodeableConcept"]
         assert concept["text"] and concept["coding"][0]["system"] == RXNORM
@@ -269,6 +269,16 @@ def test_suggested_medicines_are_products_with_their_dosing(standard_client: Fla
     dose = tablet["doseAndRate"][0]["doseRange"]
     assert (dose["low"]["value"], dose["high"]["value"], dose["high"]["code"]) == (650, 975, "mg")
     assert tablet["maxDosePerPeriod"]["numerator"]["value"] == 4000
+    ppi = created["198051"]["dosageInstruction"][0]  # omeprazole 20 mg, once before breakfast
+    assert ppi["route"]["coding"][0]["code"] == "26643006"
+    assert ppi["timing"]["repeat"] == {
+        "frequency": 1,
+        "period": 1,
+        "periodUnit": "d",
+        "when": ["ACM"],
+    }
+    assert ppi["doseAndRate"][0]["doseQuantity"]["value"] == 20
+    assert "asNeededBoolean" not in ppi  # daily, for as long as the NSAID is taken
 
 
 # --- choosing the profile ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import itertools
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -718,7 +719,13 @@ def test_plain_python_request_check_never_accepts_what_the_schema_refuses() -> N
     original = schema_validator("request")
     checked = accepted = 0
     hooks = set()
-    for folder in fixture_dirs()[::4]:  # a spread of the library keeps the run short
+    # A spread of the library keeps the run short; the first fixture of each hook is in it.
+    folders = fixture_dirs()
+    first_of_hook: dict[str, Path] = {}
+    for folder in folders:
+        hook = json.loads((folder / "request.json").read_text())["hook"]
+        first_of_hook.setdefault(hook, folder)
+    for folder in dict.fromkeys([*folders[::4], *first_of_hook.values()]):
         document = json.loads((folder / "request.json").read_text())
         hooks.add(document["hook"])
         for candidate in [document, *_envelope_mutations(document)]:

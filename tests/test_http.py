@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service.protocol.request import schema_problems
+from cds_service.rules.registry import TOPICS
 
 SIGN = "/cds-services/back-pain-order-sign"
 SELECT = "/cds-services/back-pain-order-select"
@@ -60,7 +61,7 @@ def test_health_reports_loaded_content(client: FlaskClient) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
-    assert body["cardTopics"] == 10
+    assert body["cardTopics"] == len(TOPICS)
     assert body["valueSets"] > 10 and body["codes"] > 1000
 
 
