@@ -103,7 +103,10 @@ def code_words(code: CodeFact | None, fallback: str) -> str:
 
 def order_words(order: OrderEntry) -> str:
     """An order as a card names it: the EHR's label, without a SNOMED CT semantic tag."""
-    return _SEMANTIC_TAG.sub("", order.label) or order.label
+    label = order.label
+    if not label.endswith(")"):
+        return label  # most labels carry no tag: no need to run the pattern
+    return _SEMANTIC_TAG.sub("", label) or label
 
 
 def _code_of(condition: ConditionEntry) -> str:

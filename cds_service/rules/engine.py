@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
+from functools import cache
 
 from cds_service.record.model import OrderEntry, PatientRecord
 from cds_service.rules.assessment import BACK_PAIN_ORDER_CONCEPTS, Assessment, order_words
@@ -65,6 +66,11 @@ def _created(finding: Finding) -> set[Orderable]:
     return {s.create for s in finding.suggestions if s.create is not None}
 
 
+@cache
+def _general_topics(recommendations: tuple[Recommendation, ...]) -> frozenset[str]:
+    return frozenset(unit.topic for unit in recommendations if unit.general)
+
+
 def one_suggestion_per_order(
     findings: tuple[Finding, ...], recommendations: tuple[Recommendation, ...]
 ) -> tuple[Finding, ...]:
@@ -72,9 +78,14 @@ def one_suggestion_per_order(
     twice: a general unit's finding gives way when the other findings already offer all it
     would, and a later finding loses a suggestion that only creates what an earlier one does
     (a second NSAID draft's stomach protection)."""
-    general = {unit.topic for unit in recommendations if unit.general}
-    specific = [f for f in findings if f.topic not in general]
-    offered_elsewhere = set().union(*(_created(f) for f in specific))
+    created = [s.create for f in findings for s in f.suggestions if s.create is not None]
+    if len(created) == len(set(created)):
+        return findings  # the usual answer: no order offered twice
+    general = _general_topics(recommendations)
+    offered_elsewhere: set[Orderable] = set()
+    for finding in findings:
+        if finding.topic not in general:
+            offered_elsewhere |= _created(finding)
     kept = [
         f
         for f in findings
