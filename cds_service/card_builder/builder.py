@@ -249,7 +249,7 @@ class CardBuilder:
             resource["encounter"] = {"reference": f"Encounter/{context.encounter_id}"}
         if context.user_id and context.user_id.startswith(_REQUESTER_TYPES):
             resource["requester"] = {"reference": context.user_id}
-        if context.condition_refs:
+        if context.condition_refs and coded.for_back_pain:
             resource["reasonReference"] = [{"reference": ref} for ref in context.condition_refs]
         if coded.resource_type == "MedicationRequest":
             resource["medicationCodeableConcept"] = dict(coded.code)

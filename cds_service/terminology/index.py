@@ -91,6 +91,9 @@ class Orderable:
     category: Mapping[str, Any] | None = None
     # Coded parts of a medicine's FHIR Dosage (timing, route, dose); the words are card content.
     dosage: Mapping[str, Any] | None = None
+    # Whether the back pain is the order's reason (reasonReference); not for, say, a PPI that
+    # protects the stomach from an NSAID.
+    for_back_pain: bool = True
 
 
 @dataclass
@@ -264,6 +267,7 @@ def build_terminology(
             code=spec["code"],
             category=spec.get("category"),
             dosage=spec.get("dosage"),
+            for_back_pain=spec.get("forBackPain", True),
         )
         for name, spec in orderables_doc["orderables"].items()
     }
