@@ -7,6 +7,7 @@ budget, so that a card stays readable in a few seconds (see cards/README.md).
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from cds_service.rules.findings import (
     SuggestionKind,
 )
 from cds_service.rules.registry import RECOMMENDATIONS
+from cds_service.rules.thresholds import DEFAULT_THRESHOLDS, LIMITS, Thresholds
 from cds_service.rules.unit import Recommendation
 
 # CDS Hooks: a summary is "less than 140 characters"; we aim for 100 so it fits on one line.
@@ -259,12 +261,29 @@ def content_root(override: str | Path | None = None) -> Any:
         return Path(__file__).resolve().parents[2] / "cards"
 
 
-def _load_toml(root: Any, name: str) -> dict[str, Any]:
+# `${persistent_pain_weeks}` in card words: the site's threshold (rules/thresholds.py), so that
+# a card never states a number the site has changed.
+_THRESHOLD_TOKEN = re.compile(r"\$\{([^}]*)\}")
+
+
+def _with_thresholds(text: str, thresholds: Thresholds, name: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in LIMITS:
+            raise ContentError(f"{name}: unknown threshold ${{{key}}}; known: {', '.join(LIMITS)}")
+        return f"{getattr(thresholds, key):g}"
+
+    return _THRESHOLD_TOKEN.sub(value, text)
+
+
+def _load_toml(root: Any, name: str, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
     entry = root / name
     try:
-        return tomllib.loads(entry.read_text(encoding="utf-8"))
+        text = entry.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ContentError(f"card content file {name} is missing") from None
+    try:
+        return tomllib.loads(_with_thresholds(text, thresholds, name))
     except tomllib.TOMLDecodeError as error:
         raise ContentError(f"{name}: not valid TOML ({error})") from None
 
@@ -516,11 +535,13 @@ def _topic(unit: Recommendation, doc: Mapping[str, Any], common: Mapping[str, An
 def load_card_content(
     override: str | Path | None = None,
     recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> CardContent:
+    """The card content, its `${threshold}` words filled from `thresholds` (a site's)."""
     root = content_root(override)
-    common = _common(_load_toml(root, "_common.toml"))
+    common = _common(_load_toml(root, "_common.toml", thresholds))
     topics = {
-        unit.topic: _topic(unit, _load_toml(root, f"{unit.topic}.toml"), common)
+        unit.topic: _topic(unit, _load_toml(root, f"{unit.topic}.toml", thresholds), common)
         for unit in recommendations
     }
     return CardContent(

@@ -4,14 +4,13 @@ core (NICE NG59; Machado et al. 2015; ACP 2017)."""
 from __future__ import annotations
 
 from cds_service.record.model import OrderEntry
-from cds_service.rules.assessment import REFERRAL_PAIN_DAYS, ROUTINE_ADVICE_DATA, Assessment
+from cds_service.rules.assessment import ROUTINE_ADVICE_DATA, Assessment
 from cds_service.rules.drafts import drafts, ref, referral
 from cds_service.rules.findings import Fact, FactKind, Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import Concept
 
 TOPIC = "acetaminophen-monotherapy"
-CHRONIC_DAYS = REFERRAL_PAIN_DAYS  # 12 weeks: chronic back pain
 # Analgesics that make acetaminophen part of a regimen rather than the whole of it: NSAIDs of
 # any route, opioids (tramadol included) and the antidepressants used as analgesics.
 _OTHER_ANALGESICS = (
@@ -37,7 +36,8 @@ def evaluate(a: Assessment) -> list[Finding]:
     if not orders:
         return []
     days = a.pain_duration_days
-    if days is None or days < CHRONIC_DAYS:
+    # Chronic back pain: as long as the multidisciplinary referral waits for (12 weeks).
+    if days is None or days < a.thresholds.referral_pain_days:
         return []
     if a.physical_therapy_in_place or a.routine_advice_unfit:
         return []

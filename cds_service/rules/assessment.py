@@ -22,28 +22,22 @@ from cds_service.rules.findings import (
     FactKind,
     RedFlag,
 )
+from cds_service.rules.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.terminology.concepts import BACK_PAIN, Concept
 from cds_service.vocabulary import DataCategory
 
-# Time windows and thresholds of the guideline logic (see README "Clinical logic").
+# Time windows of the guideline logic (see README "Clinical logic"). The numbers a site may
+# tune (pain durations, the malignancy age, fever, look-backs, weight loss) are `Thresholds`,
+# read through the assessment.
 FEVER_WINDOW_DAYS = 7
-FEVER_THRESHOLD_CELSIUS = 38.0
-RECENT_TRAUMA_DAYS = 90
 RECENT_NEURO_OR_INFECTION_DAYS = 365
-NEW_PAIN_DAYS = 42  # onset under 6 weeks ago
-NEW_PAIN_MIN_AGE = 51  # "age over 50"
 STEROID_LONG_TERM_DAYS = 90
 STEROID_LOOKBACK_DAYS = 365
-WEIGHT_LOSS_FRACTION = 0.05
 WEIGHT_LOSS_MIN_SPAN_DAYS = 30
-WEIGHT_LOSS_LOOKBACK_DAYS = 365
-TOPICAL_NSAID_LOOKBACK_DAYS = 90
 PHYSICAL_THERAPY_LOOKBACK_DAYS = 90
 HOSPICE_LOOKBACK_DAYS = 365
 # A diagnosis recorded longer ago than this is known and being managed, not a new emergency.
 NEW_DIAGNOSIS_DAYS = 28
-CHRONIC_PAIN_DAYS = 28  # 4 weeks: psychosocial assessment
-REFERRAL_PAIN_DAYS = 84  # 12 weeks: multidisciplinary referral
 ADULT_AGE = 18
 
 # Every kind of data a red flag can be found in: "no red flag" can only be said with all of it.
@@ -141,10 +135,11 @@ class ContraindicationFinding:
 
 
 class Assessment:
-    """Derived facts, each computed at most once per request."""
+    """Derived facts, each computed at most once per request, under the site's thresholds."""
 
-    def __init__(self, record: PatientRecord) -> None:
+    def __init__(self, record: PatientRecord, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> None:
         self.record = record
+        self.thresholds = thresholds
 
     # --- back pain -------------------------------------------------------------------------
 
@@ -266,7 +261,7 @@ class Assessment:
             for o in self.record.observations
             if Concept.BODY_TEMPERATURE in o.concepts
             and o.value is not None
-            and o.value >= FEVER_THRESHOLD_CELSIUS
+            and o.value >= self.thresholds.fever_celsius
             and self._within(o.effective, FEVER_WINDOW_DAYS)
         ]
         if not febrile:
@@ -339,7 +334,7 @@ class Assessment:
         latest_at = len(weights) - 1
         latest = weights[latest_at]
         assert latest.effective is not None and latest.value is not None
-        window_start = latest.effective - timedelta(days=WEIGHT_LOSS_LOOKBACK_DAYS)
+        window_start = latest.effective - timedelta(days=self.thresholds.weight_loss_lookback_days)
         window_end = latest.effective - timedelta(days=WEIGHT_LOSS_MIN_SPAN_DAYS)
         earlier = [
             w
@@ -353,7 +348,7 @@ class Assessment:
             return []
         assert heaviest.value is not None
         loss = (heaviest.value - latest.value) / heaviest.value
-        if loss <= WEIGHT_LOSS_FRACTION:
+        if loss <= self.thresholds.weight_loss_fraction:
             return []
         return [
             _red_flag(
@@ -370,7 +365,13 @@ class Assessment:
     def _older_with_new_pain(self) -> list[RedFlagFinding]:
         age = self.record.age
         duration = self.pain_duration_days
-        if age is None or age < NEW_PAIN_MIN_AGE or duration is None or duration >= NEW_PAIN_DAYS:
+        limits = self.thresholds
+        if (
+            age is None
+            or age < limits.malignancy_min_age
+            or duration is None
+            or duration >= limits.malignancy_new_pain_days
+        ):
             return []
         return [
             _red_flag(
@@ -419,14 +420,17 @@ class Assessment:
                 self._condition_flags(
                     RedFlag.WEIGHT_LOSS,
                     Concept.RED_FLAG_WEIGHT_LOSS,
-                    WEIGHT_LOSS_LOOKBACK_DAYS,
+                    self.thresholds.weight_loss_lookback_days,
                     False,
                 )
                 or self._weight_loss_measured()
             ),
             *self._older_with_new_pain(),
             *self._condition_flags(
-                RedFlag.SPINAL_TRAUMA, Concept.RED_FLAG_SPINAL_TRAUMA, RECENT_TRAUMA_DAYS, False
+                RedFlag.SPINAL_TRAUMA,
+                Concept.RED_FLAG_SPINAL_TRAUMA,
+                self.thresholds.trauma_lookback_days,
+                False,
             ),
             *self._condition_flags(RedFlag.OSTEOPOROSIS, Concept.RED_FLAG_OSTEOPOROSIS, None, True),
         ]
@@ -536,7 +540,9 @@ class Assessment:
     def topical_nsaid_tried(self) -> bool:
         return any(
             self._is_topical_nsaid(o)
-            and (o.is_active or self._within(o.authored, TOPICAL_NSAID_LOOKBACK_DAYS))
+            and (
+                o.is_active or self._within(o.authored, self.thresholds.topical_nsaid_lookback_days)
+            )
             for o in self.record.orders
         )
 

@@ -10,6 +10,7 @@ from cds_service.record.model import OrderEntry, PatientRecord
 from cds_service.rules.assessment import BACK_PAIN_ORDER_CONCEPTS, Assessment, order_words
 from cds_service.rules.findings import Finding, Orderable
 from cds_service.rules.registry import RECOMMENDATIONS
+from cds_service.rules.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.rules.unit import Recommendation
 from cds_service.terminology.concepts import BACK_PAIN
 
@@ -109,9 +110,13 @@ def one_suggestion_per_order(
 
 
 def evaluate(
-    record: PatientRecord, recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS
+    record: PatientRecord,
+    recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> Evaluation:
-    assessment = Assessment(record)
+    """The findings of `recommendations` (a site leaves out the topics it switched off) under
+    the site's `thresholds`."""
+    assessment = Assessment(record, thresholds)
     # The guideline is for adults with back pain; anyone else gets no back-pain advice.
     if assessment.is_minor or not assessment.has_back_pain:
         return Evaluation(findings=(), skipped=(), back_pain=assessment.has_back_pain)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cds_service.rules.assessment import TOPICAL_NSAID_LOOKBACK_DAYS, Assessment
+from cds_service.rules.assessment import Assessment
 from cds_service.rules.drafts import drafts, ref, replacement
 from cds_service.rules.findings import Fact, FactKind, Finding, Orderable, SuggestionKind
 from cds_service.rules.unit import Recommendation
@@ -19,7 +19,9 @@ def evaluate(a: Assessment) -> list[Finding]:
             topic=TOPIC,
             facts=(
                 *a.back_pain_facts,
-                Fact.of(FactKind.NO_TOPICAL_NSAID, days=str(TOPICAL_NSAID_LOOKBACK_DAYS)),
+                Fact.of(
+                    FactKind.NO_TOPICAL_NSAID, days=str(a.thresholds.topical_nsaid_lookback_days)
+                ),
             ),
             order=ref(order),
             suggestions=(replacement(order, Orderable.TOPICAL_NSAID),),
