@@ -117,6 +117,43 @@ def test_cards_queued_at_a_stop_with_the_store_down_reach_it_at_the_next_start(
     store.dispose()
 
 
+def test_spool_files_of_the_previous_release_are_read_as_shown_cards(setup: Setup) -> None:
+    """Version 2 spooled 11 values a card (no disposition): all of them were shown."""
+    log = setup.log()
+    log.record(IssuedCards(**{**_issued(2).__dict__, "silent": _issued(1).cards}))
+    log.close(timeout=0.2)  # the store is down: the cards are spooled
+    for path in setup.spool.folder.glob("decisions-*"):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [len(line["card"]) for line in lines] == [12, 12, 12]
+        path.write_text("".join(json.dumps({"card": line["card"][:11]}) + "\n" for line in lines))
+    store = setup.bring_up()
+    outcome = import_spool(setup.spool, store)
+    assert outcome is not None and (outcome.cards, outcome.lost) == (3, 0)
+    with store.reading() as connection:
+        found = list(connection.scalars(select(card_decisions.c.disposition)))
+    assert found == ["shown", "shown", "shown"]
+    store.dispose()
+
+
+def test_silent_and_snoozed_cards_keep_their_disposition_through_the_spool(setup: Setup) -> None:
+    log = setup.log()
+    issued = _issued(1)
+    log.record(
+        IssuedCards(**{**issued.__dict__, "silent": _issued(2).cards, "snoozed": _issued(1).cards})
+    )
+    log.close(timeout=0.2)  # the store is down: everything is spooled
+    store = setup.bring_up()
+    import_spool(setup.spool, store)
+    with store.reading() as connection:
+        rows = connection.execute(
+            select(card_decisions.c.disposition, func.count()).group_by(
+                card_decisions.c.disposition
+            )
+        )
+        assert dict(rows.all()) == {"shown": 1, "silent": 2, "snoozed": 1}
+    store.dispose()
+
+
 def test_feedback_stored_before_the_spool_is_written_is_linked_to_its_card(setup: Setup) -> None:
     log = setup.log()
     response = _issued(1)

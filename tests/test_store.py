@@ -19,14 +19,22 @@ import pytest
 from conftest import SETTINGS
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import Column, MetaData, Table, create_engine, func, inspect, select, text
 
 from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.protocol.feedback import FeedbackEntry, Outcome, OverrideReason
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
-from cds_service.store.schema import LATEST_VERSION, card_decisions, feedback, schema_migrations
+from cds_service.store.schema import (
+    LATEST_VERSION,
+    card_decisions,
+    decision_log_losses,
+    feedback,
+    schema_migrations,
+    store_meta,
+    used_tokens,
+)
 from cds_service.store.store import DecisionRecord, DecisionStore
 
 SECRET = "test-secret-" + "x" * 32
@@ -109,6 +117,60 @@ def test_a_store_migrated_by_a_newer_release_is_refused(store: DecisionStore) ->
     with pytest.raises(StoreUnavailable, match=r"knows up to"):
         newer.ensure_ready()
     newer.dispose()
+
+
+def test_a_store_of_the_previous_release_gains_card_dispositions(store_url: str) -> None:
+    """Version 2 had no `disposition`: every card it logged was shown."""
+    engine = create_engine(store_url)
+    previous = MetaData()
+    Table(
+        card_decisions.name,
+        previous,
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in card_decisions.columns
+            if c.name != "disposition"
+        ),
+    )
+    for table in (schema_migrations, store_meta, feedback, decision_log_losses, used_tokens):
+        table.to_metadata(previous)
+    with engine.begin() as connection:
+        previous.create_all(connection)
+        for version in (1, 2):
+            connection.execute(
+                schema_migrations.insert().values(
+                    version=version, description="before", applied_at=datetime.now(UTC)
+                )
+            )
+        row = {c.name: None for c in card_decisions.columns if c.name != "disposition"}
+        row.update(
+            card_uuid="old-card",
+            issued_at=datetime.now(UTC),
+            service_id="s",
+            hook="order-sign",
+            hook_instance="h",
+            topic="opioid-avoidance",
+            indicator="warning",
+            content_version="0.0.9",
+            suggestion_uuids="[]",
+            patient_key="k",
+            patient_key_id="i",
+        )
+        connection.execute(previous.tables[card_decisions.name].insert().values(**row))
+    engine.dispose()
+
+    store = _store(store_url)
+    store.ensure_ready()
+    store.record_decisions([dataclasses.replace(_record("silent-card"), disposition="silent")])
+    with store.reading() as connection:
+        query = select(card_decisions.c.card_uuid, card_decisions.c.disposition)
+        rows = {card: disposition for card, disposition in connection.execute(query)}
+        versions = list(connection.scalars(select(schema_migrations.c.version)))
+        indexes = {i["name"] for i in inspect(connection).get_indexes(card_decisions.name)}
+    assert rows == {"old-card": "shown", "silent-card": "silent"}
+    assert versions == [1, 2, 3] == list(range(1, LATEST_VERSION + 1))
+    assert "ix_card_decisions_patient_key_topic" in indexes
+    store.dispose()
 
 
 # --- decision log rows ----------------------------------------------------------------------

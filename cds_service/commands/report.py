@@ -18,7 +18,13 @@ from typing import Any
 from cds_service.card_builder.content import ContentError, load_card_content
 from cds_service.config import ConfigError, Settings
 from cds_service.store.database import StoreUnavailable, parse_database_url
-from cds_service.store.report import TOP_REASONS, OutcomeReport, TopicOutcomes, build_report
+from cds_service.store.report import (
+    TOP_REASONS,
+    NotShown,
+    OutcomeReport,
+    TopicOutcomes,
+    build_report,
+)
 from cds_service.store.store import open_existing_store
 from cds_service.tooling.report_document import Names, Period, report_document
 
@@ -33,6 +39,11 @@ How to read this
   Suggestions taken  suggestions applied on accepted cards.
 A high override rate, or many cards without feedback, points to alert fatigue: review the
 recommendation's rule or its words."""
+_LEGEND_NOT_SHOWN = """\
+  Silent             cards of a topic the site runs silently: logged, never shown; what the
+                     topic would have shown, to compare before switching it on.
+  Snoozed            info cards held back because a clinician snoozed the topic for the
+                     patient (an override reason the site marks as "not now")."""
 
 
 def _day(value: str) -> date:
@@ -184,6 +195,20 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
                 )
         if not overridden:
             out.append("  No card was overridden in this period.")
+    if report.not_shown:
+        out += [
+            "",
+            "Cards not shown to clinicians (logged by the site's configuration, not counted above)",
+        ]
+        rows = [[row.topic, str(row.silent), str(row.snoozed)] for row in report.not_shown]
+        rows.append(
+            [
+                "All recommendations",
+                str(sum(row.silent for row in report.not_shown)),
+                str(sum(row.snoozed for row in report.not_shown)),
+            ]
+        )
+        out.extend(_table(("Recommendation", "Silent: would have shown", "Snoozed"), rows))
     if report.cards_not_logged:
         reasons = ", ".join(
             f"{cards} {_LOSS_REASONS.get(reason, reason)}"
@@ -202,7 +227,7 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
             f"{_count(unknown.entries, 'entry', 'entries')} for {_count(unknown.cards, 'card')}, "
             f"{unknown.accepted} accepted, {unknown.overridden} overridden.",
         ]
-    out += ["", _LEGEND, ""]
+    out += ["", _LEGEND, *([_LEGEND_NOT_SHOWN] if report.not_shown else []), ""]
     return "\n".join(out)
 
 
@@ -236,13 +261,29 @@ def render_csv(report: OutcomeReport, names: Names, _store: str) -> str:
             "suggestions_accepted",
             "override_comments",
             "top_override_reasons",
+            "silent_would_have_shown",
+            "snoozed",
         ]
     )
 
     def rate(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    for row in [*report.topics, report.totals]:
+    not_shown = {row.topic: row for row in report.not_shown}
+    shown = {row.topic for row in report.topics}
+    # A topic whose cards were all held back (a silent topic) has a row too.
+    topics = sorted(
+        [*report.topics, *(TopicOutcomes(t) for t in not_shown if t not in shown)],
+        key=lambda row: row.topic,
+    )
+    for row in [*topics, report.totals]:
+        held = not_shown.get(row.topic, NotShown(row.topic))
+        if row.topic == "all":
+            held = NotShown(
+                "all",
+                sum(r.silent for r in report.not_shown),
+                sum(r.snoozed for r in report.not_shown),
+            )
         writer.writerow(
             [
                 row.topic,
@@ -256,6 +297,8 @@ def render_csv(report: OutcomeReport, names: Names, _store: str) -> str:
                 row.suggestions_accepted,
                 row.override_comments,
                 _reasons_text(row, names),
+                held.silent,
+                held.snoozed,
             ]
         )
     return buffer.getvalue()

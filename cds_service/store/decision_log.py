@@ -31,6 +31,7 @@ from typing import Any
 
 from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused
+from cds_service.store.schema import Disposition
 from cds_service.store.spool import LossReason, PendingLedger, Spool, import_spool
 from cds_service.store.store import DecisionRecord, DecisionRow, DecisionStore, decision_rows
 from cds_service.vocabulary import CardRecord
@@ -53,11 +54,15 @@ class IssuedCards:
     hook: str
     hook_instance: str
     patient_id: str = field(repr=False)  # only its keyed HMAC reaches the store
-    cards: Sequence[CardRecord] = field(repr=False)
+    cards: Sequence[CardRecord] = field(repr=False)  # returned to the client
     content_version: str = ""
+    # Held back by the site's configuration: logged, never returned.
+    silent: Sequence[CardRecord] = field(default=(), repr=False)
+    snoozed: Sequence[CardRecord] = field(default=(), repr=False)
 
     def records(self, issued_at: datetime) -> list[DecisionRecord]:
-        """What the log keeps of each card: ids, topic, indicator; never the card's words."""
+        """What the log keeps of each card: ids, topic, indicator, whether it was shown;
+        never the card's words."""
         return [
             DecisionRecord(
                 card_uuid=card.uuid,
@@ -70,8 +75,14 @@ class IssuedCards:
                 content_version=self.content_version,
                 suggestion_uuids=card.suggestion_uuids,
                 patient_id=self.patient_id,
+                disposition=disposition.value,
             )
-            for card in self.cards
+            for disposition, cards in (
+                (Disposition.SHOWN, self.cards),
+                (Disposition.SILENT, self.silent),
+                (Disposition.SNOOZED, self.snoozed),
+            )
+            for card in cards
             if card.uuid and card.topic  # no uuid, no feedback can ever name it
         ]
 

@@ -2,7 +2,8 @@
 
 Counted per card: a card's outcome is its latest feedback (by outcomeTimestamp), since a
 client may send feedback for one card more than once. Feedback naming a card the decision
-log does not hold (issued before the log, purged, or from elsewhere) is counted apart.
+log does not hold (issued before the log, purged, or from elsewhere) is counted apart, and so
+are cards the site's configuration held back (silent topics: "would have shown"; snoozed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, case, distinct, func, select
 
 from cds_service.protocol.feedback import Outcome
-from cds_service.store.schema import card_decisions, decision_log_losses, feedback
+from cds_service.store.schema import Disposition, card_decisions, decision_log_losses, feedback
 
 TOP_REASONS = 3
 
@@ -50,6 +51,15 @@ class TopicOutcomes:
 
 
 @dataclass(frozen=True)
+class NotShown:
+    """Cards of a topic logged but never returned, by why."""
+
+    topic: str
+    silent: int = 0  # the topic runs silently at this site: these would have shown
+    snoozed: int = 0  # a clinician snoozed the topic for the patient
+
+
+@dataclass(frozen=True)
 class UnknownCardFeedback:
     entries: int
     cards: int
@@ -66,6 +76,8 @@ class OutcomeReport:
     until: datetime | None = None  # exclusive
     # Cards issued but never logged, by reason (see spool.LossReason); not in `topics`.
     cards_not_logged: dict[str, int] = field(default_factory=dict)
+    # Cards held back by the site's configuration, per topic; not in `topics`.
+    not_shown: list[NotShown] = field(default_factory=list)
 
     @property
     def totals(self) -> TopicOutcomes:
@@ -100,9 +112,14 @@ def _latest_feedback() -> Select[tuple[object, ...]]:
     return select(ranked).where(ranked.c.position == 1)
 
 
-def issued_between(since: datetime | None, until: datetime | None) -> list[Any]:
-    """Cards issued from `since` (inclusive) to `until` (exclusive); either may be open."""
-    bounds: list[Any] = []
+def issued_between(
+    since: datetime | None, until: datetime | None, *, shown_only: bool = True
+) -> list[Any]:
+    """Cards issued from `since` (inclusive) to `until` (exclusive); either may be open. Only
+    the cards returned to clients unless `shown_only` is False."""
+    bounds: list[Any] = (
+        [card_decisions.c.disposition == Disposition.SHOWN.value] if shown_only else []
+    )
     if since:
         bounds.append(card_decisions.c.issued_at >= since)
     if until:
@@ -181,8 +198,9 @@ def build_report(
         found.sort(key=lambda r: (-r.count, r.code is None, r.code or "", r.system or ""))
         rows[topic].override_reasons = found
 
+    everything = issued_between(since, until, shown_only=False)
     versions = sorted(
-        connection.scalars(select(card_decisions.c.content_version).where(*issued).distinct())
+        connection.scalars(select(card_decisions.c.content_version).where(*everything).distinct())
     )
     return OutcomeReport(
         since=since,
@@ -191,7 +209,26 @@ def build_report(
         content_versions=versions,
         until=until,
         cards_not_logged=_cards_not_logged(connection, since, until),
+        not_shown=_not_shown(connection, everything),
     )
+
+
+def _not_shown(connection: Connection, issued: list[Any]) -> list[NotShown]:
+    disposition = card_decisions.c.disposition
+    query = (
+        select(
+            card_decisions.c.topic,
+            func.sum(case((disposition == Disposition.SILENT.value, 1), else_=0)),
+            func.sum(case((disposition == Disposition.SNOOZED.value, 1), else_=0)),
+        )
+        .where(disposition != Disposition.SHOWN.value, *issued)
+        .group_by(card_decisions.c.topic)
+        .order_by(card_decisions.c.topic)
+    )
+    return [
+        NotShown(topic, int(silent or 0), int(snoozed or 0))
+        for topic, silent, snoozed in connection.execute(query)
+    ]
 
 
 def _cards_not_logged(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    inspect,
     select,
     text,
 )
@@ -54,6 +56,14 @@ class UtcDateTime(TypeDecorator[datetime]):
         return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
+class Disposition(StrEnum):
+    """What became of a card, as the decision log keeps it (`card_decisions.disposition`)."""
+
+    SHOWN = "shown"  # returned to the client
+    SILENT = "silent"  # its topic runs silently at this site: logged, never returned
+    SNOOZED = "snoozed"  # a clinician snoozed its topic for this patient: logged, not returned
+
+
 metadata = MetaData()
 _ROW_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite: an alias of the rowid
 
@@ -72,7 +82,8 @@ store_meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# One row per card returned to a client. No names, identifiers or resource bodies: the
+# One row per card returned to a client (or, since version 3, held back by the site's
+# configuration: see `disposition`). No names, identifiers or resource bodies: the
 # patient appears only as a keyed HMAC of the patient id.
 card_decisions = Table(
     "card_decisions",
@@ -88,6 +99,10 @@ card_decisions = Table(
     Column("suggestion_uuids", Text, nullable=False),  # JSON array of strings
     Column("patient_key", String(64), nullable=False),
     Column("patient_key_id", String(16), nullable=False),
+    # Since version 3: a Disposition.
+    Column("disposition", String(16), nullable=False, server_default=Disposition.SHOWN.value),
+    # Since version 3: a snooze looks up the patient's overridden cards of a topic.
+    Index("ix_card_decisions_patient_key_topic", "patient_key", "topic"),
 )
 
 # One row per distinct clinician response. entry_hash makes a repeated identical entry a
@@ -155,9 +170,29 @@ def _create_v2(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _add_dispositions_v3(connection: Connection) -> None:
+    # A store made by this release has the column already (version 1 creates the table as it
+    # is now); one made before gets it, every existing row a card that was shown.
+    columns = {column["name"] for column in inspect(connection).get_columns(card_decisions.name)}
+    if "disposition" not in columns:
+        connection.execute(
+            text(
+                "ALTER TABLE card_decisions "
+                "ADD COLUMN disposition VARCHAR(16) NOT NULL DEFAULT 'shown'"
+            )
+        )
+    for index in card_decisions.indexes:
+        index.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "decision log, feedback and store settings", _create_v1),
     Migration(2, "cards not logged (counted) and used token ids", _create_v2),
+    Migration(
+        3,
+        "silent and snoozed cards (disposition); cards by patient and topic",
+        _add_dispositions_v3,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 _POSTGRES_MIGRATION_LOCK = 0x43445348  # any constant shared by every instance ("CDSH")

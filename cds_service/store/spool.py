@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL
 
 from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused, is_sqlite
-from cds_service.store.store import DecisionRow, DecisionStore
+from cds_service.store.store import DECISION_COLUMNS, DecisionRow, DecisionStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class ImportOutcome:
     lost: int  # cards counted as lost, from spool files and from the ledgers of killed workers
 
 
+_COLUMNS_BEFORE_DISPOSITION = 11
+
+
 def _encode(row: DecisionRow) -> str:
     values = list(row)
     values[1] = row[1].isoformat()  # issued_at, an aware datetime
@@ -88,7 +91,9 @@ def _encode(row: DecisionRow) -> str:
 
 def _decode(line: str) -> DecisionRow:
     values = json.loads(line)["card"]
-    if not isinstance(values, list) or len(values) != 11:
+    if isinstance(values, list) and len(values) == _COLUMNS_BEFORE_DISPOSITION:
+        values.append("shown")  # spooled by a release that logged shown cards only
+    if not isinstance(values, list) or len(values) != len(DECISION_COLUMNS):
         raise ValueError("not a spooled card")
     values[1] = datetime.fromisoformat(values[1])
     if values[1].tzinfo is None:

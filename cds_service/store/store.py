@@ -87,6 +87,8 @@ class DecisionRecord:
     suggestion_uuids: tuple[str, ...]
     # Held in memory until written; only its keyed HMAC reaches the store.
     patient_id: str = field(repr=False)
+    # "shown", or held back by the site's configuration: "silent" or "snoozed".
+    disposition: str = "shown"
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,8 @@ def insert_ignoring_duplicates(connection: Connection, table: Table, keys: Seque
 
 # Card decisions are written many rows to a statement: one driver call (and, on SQLite, one
 # release of the GIL) per chunk instead of per card, so the writer thread hardly competes with
-# the requests being answered. 90 rows of 11 values stay under SQLite's oldest bound-value limit.
-_DECISION_ROWS_PER_STATEMENT = 90
-_DECISION_COLUMNS = (
+# the requests being answered, in chunks that stay under SQLite's oldest bound-value limit (999).
+DECISION_COLUMNS = (
     "card_uuid",
     "issued_at",
     "service_id",
@@ -125,23 +126,25 @@ _DECISION_COLUMNS = (
     "suggestion_uuids",
     "patient_key",
     "patient_key_id",
+    "disposition",
 )
+_DECISION_ROWS_PER_STATEMENT = 999 // len(DECISION_COLUMNS)
 
 
 def _decision_insert_sql(connection: Connection, rows: int) -> str:
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    row = "(" + ", ".join([marker] * len(_DECISION_COLUMNS)) + ")"
+    row = "(" + ", ".join([marker] * len(DECISION_COLUMNS)) + ")"
     return (
         f"INSERT INTO {quote(card_decisions.name)} "
-        f"({', '.join(quote(name) for name in _DECISION_COLUMNS)}) "
+        f"({', '.join(quote(name) for name in DECISION_COLUMNS)}) "
         f"VALUES {', '.join([row] * rows)} "
         f"ON CONFLICT ({quote('card_uuid')}) DO NOTHING"
     )
 
 
-DecisionRow = tuple[Any, ...]  # a card as stored: the values of _DECISION_COLUMNS, in order
+DecisionRow = tuple[Any, ...]  # a card as stored: the values of DECISION_COLUMNS, in order
 
 
 def decision_rows(
@@ -167,6 +170,7 @@ def decision_rows(
                 json.dumps(list(r.suggestion_uuids)),
                 patient_key,
                 pseudonymizer.key_id,
+                r.disposition,
             )
         )
     return rows
@@ -175,14 +179,14 @@ def decision_rows(
 def _insert_decision_rows(connection: Connection, rows: Sequence[DecisionRow]) -> None:
     dialect = connection.dialect
     # Values are converted by the columns' own types, exactly as SQLAlchemy would bind them.
-    converters = [card_decisions.c[name].type.bind_processor(dialect) for name in _DECISION_COLUMNS]
+    converters = [card_decisions.c[name].type.bind_processor(dialect) for name in DECISION_COLUMNS]
     values: list[Any] = []
     for row in rows:
         values.extend(
             value if convert is None else convert(value)
             for convert, value in zip(converters, row, strict=True)
         )
-    width = len(_DECISION_COLUMNS)
+    width = len(DECISION_COLUMNS)
     step = _DECISION_ROWS_PER_STATEMENT * width
     full_sql = _decision_insert_sql(connection, _DECISION_ROWS_PER_STATEMENT)
     for start in range(0, len(values), step):
@@ -251,15 +255,19 @@ class DecisionStore:
         one more attempt costs less than spooling)."""
         self._unavailable_until = 0.0
 
-    def ensure_ready(self) -> None:
-        """Create or migrate the schema and load the patient key, once per process."""
+    def ensure_ready(self, seconds: float | None = None) -> None:
+        """Create or migrate the schema and load the patient key, once per process; within
+        `seconds` when given (default: the store's operation limit)."""
         pid = os.getpid()
         if self._ready_pid == pid:
             return
-        with self._lock:
+        # Another thread may be preparing the store: a caller with a limit waits no longer.
+        if not self._lock.acquire(timeout=-1 if seconds is None else seconds):
+            raise StoreUnavailable("the decision store is being prepared by another thread")
+        try:
             if self._ready_pid == pid:
                 return
-            with self._guard():
+            with self._guard(seconds=seconds):
                 try:
                     with self.database.engine.begin() as connection:
                         applied = migrate(connection)
@@ -268,15 +276,13 @@ class DecisionStore:
                     raise StoreUnavailable(str(error)) from error
             self._pseudonymizer = PatientPseudonymizer(secret)
             self._ready_pid = pid
-            if applied:
-                log.info(
-                    "decision store schema migrated",
-                    extra={
-                        "event": "store_migrated",
-                        "versions": applied,
-                        "store": self.describe(),
-                    },
-                )
+        finally:
+            self._lock.release()
+        if applied:
+            log.info(
+                "decision store schema migrated",
+                extra={"event": "store_migrated", "versions": applied, "store": self.describe()},
+            )
 
     def _stored_secret(self, connection: Connection) -> str:
         generated = connection.execute(
@@ -324,13 +330,14 @@ class DecisionStore:
             self._writer.release()
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A read-only connection for reports; any failure is StoreUnavailable. An operator
-        command's store reads without a limit (a report over a year may take a while, and
-        an operator can interrupt it); the service's (the dashboard) within READ_SECONDS,
-        so a hung store never holds a worker."""
-        self.ensure_ready()
-        limit = None if self.database.operation_seconds is None else READ_SECONDS
+    def reading(self, seconds: float | None = None) -> Iterator[Connection]:
+        """A read-only connection; any failure is StoreUnavailable. An operator command's
+        store reads without a limit (a report over a year may take a while, and an operator
+        can interrupt it); the service's within `seconds` (default READ_SECONDS, for the
+        dashboard; a hook call's snooze check asks for much less), so a hung store never holds
+        a worker."""
+        limit = None if self.database.operation_seconds is None else (seconds or READ_SECONDS)
+        self.ensure_ready(limit)
         with (
             self._guard(limited=limit is not None, seconds=limit),
             self.database.engine.connect() as connection,
@@ -338,9 +345,14 @@ class DecisionStore:
             connection.execution_options(**{READ_ONLY_OPTION: True})
             if connection.dialect.name == "postgresql":
                 # The server stops the statement a moment before the client would give up.
-                server_limit = 0 if limit is None else int(limit * 1000) - 250
-                connection.execute(text(f"SET LOCAL statement_timeout = {server_limit}"))
+                server_limit = 0 if limit is None else int(limit * 1000) - min(250, limit * 250)
+                connection.execute(text(f"SET LOCAL statement_timeout = {int(server_limit)}"))
             yield connection
+
+    def patient_key(self, patient_id: str) -> str:
+        """The patient's pseudonym, as the decision log keeps it (on a ready store)."""
+        assert self._pseudonymizer is not None, "ensure_ready first"
+        return self._pseudonymizer.pseudonym(patient_id)
 
     def dispose(self) -> None:
         self.database.dispose()

@@ -126,4 +126,18 @@ def report_document(report: OutcomeReport, names: Names) -> dict[str, Any]:
             "total": sum(report.cards_not_logged.values()),
             "byReason": report.cards_not_logged,
         },
+        # Held back by the site's configuration: silent topics (would have shown), snoozes.
+        "cardsNotShown": {
+            "silent": sum(row.silent for row in report.not_shown),
+            "snoozed": sum(row.snoozed for row in report.not_shown),
+            "topics": [
+                {
+                    "topic": row.topic,
+                    "title": names.title(row.topic),
+                    "silent": row.silent,
+                    "snoozed": row.snoozed,
+                }
+                for row in report.not_shown
+            ],
+        },
     }
