@@ -37,7 +37,7 @@ def replay_guideline_work(handler: HookHandler, service_id: str, document: dict[
         raise SystemExit("floor_app: the request given gets no cards; nothing to replay")
 
     def replayed(
-        called_service_id: str, called_document: dict[str, Any], *_profile: Any
+        called_service_id: str, called_document: dict[str, Any], *_options: Any, **_named: Any
     ) -> HookOutcome:
         request = parse_hook_request(called_document, handler.service(called_service_id))
         cards = []

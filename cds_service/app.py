@@ -28,6 +28,7 @@ from cds_service.ids import request_id as new_request_id
 from cds_service.runtime import Runtime
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.decision_log import DecisionLog
+from cds_service.store.snooze import StoreSnoozeCheck
 from cds_service.store.spool import Spool, default_spool_folder, import_spool
 from cds_service.store.store import DecisionStore, start_up_problem
 
@@ -69,6 +70,8 @@ def create_app(
     app.extensions["cds_decision_log"] = DecisionLog(
         store, queue_size=settings.decision_queue_size, spool=spool
     )
+    # Snoozes are read from the same store, bounded (store/snooze.py).
+    app.extensions["cds_snooze_check"] = StoreSnoozeCheck(store)
     app.extensions["cds_operator_access"] = OperatorAccess.from_settings(settings)
     for module in (
         discovery,
@@ -175,6 +178,8 @@ def _register_request_log(app: Flask) -> None:
             "decision",
             "profile",
             "topics",
+            "silent_topics",
+            "snoozed_topics",
             "fetched",
             "missing",
             "error",

@@ -14,10 +14,14 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.card_builder.content import ContentError, load_card_content
 from cds_service.card_builder.profiles import DEFAULT_PROFILE, PROFILE_NAMES, ClientProfile
+from cds_service.config_error import ConfigError as ConfigError  # where it always was
 from cds_service.fhir.servers import is_forbidden_host
 from cds_service.fhir.servers import origin as fhir_origin
 from cds_service.protocol.bounds import DEFAULT_MAX_CARDS
+from cds_service.site.config import DEFAULT_SITE, SiteConfig, SiteConfigError, read_site_config
+from cds_service.site.resolved import resolve_site
 from cds_service.store.database import DEFAULT_DATABASE_URL, parse_database_url
 from cds_service.store.decision_log import DEFAULT_QUEUE_SIZE
 from cds_service.store.pseudonym import MIN_SECRET_LENGTH
@@ -32,10 +36,6 @@ DEFAULT_FHIR_MAX_CALLS = 8
 MAX_FHIR_DEADLINE_SECONDS = 60.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("json", "text")
-
-
-class ConfigError(ValueError):
-    """A configuration value the service cannot run with."""
 
 
 def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -338,6 +338,25 @@ def _fhir_servers(environ: Mapping[str, str]) -> tuple[str, ...] | None:
     return _fhir_origins([item for item in raw.split(",") if item.strip()], name)
 
 
+def _site_config(environ: Mapping[str, str], cards_dir: str | None) -> SiteConfig:
+    """The site file, checked whole before anything starts: what it says about card content
+    (snooze reasons, override reasons) against the content it will be used with."""
+    name = "CDS_SITE_CONFIG"
+    path = (environ.get(name) or "").strip()
+    if not path:
+        return DEFAULT_SITE
+    try:
+        site = read_site_config(path)
+        resolve_site(site, load_card_content(cards_dir, thresholds=site.thresholds))
+    except SiteConfigError as error:
+        raise SiteConfigError(f"{name}: {error}") from None
+    except ContentError as error:
+        raise SiteConfigError(
+            f"{name}: cannot be checked against the card content: {error}"
+        ) from None
+    return site
+
+
 @dataclass(frozen=True)
 class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -392,6 +411,9 @@ class Settings:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     # Cards in one answer at most, the most severe first.
     max_cards: int = DEFAULT_MAX_CARDS
+    # The site configuration (CDS_SITE_CONFIG, a TOML file; README "Configure for your site"),
+    # read and checked here; what it says about card content is checked when that loads.
+    site: SiteConfig = DEFAULT_SITE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -435,4 +457,5 @@ class Settings:
             spool_dir=_path_in_existing_folder(env, "CDS_SPOOL_DIR"),
             spool_max_bytes=_positive_int(env, "CDS_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES),
             max_cards=_positive_int(env, "CDS_MAX_CARDS", DEFAULT_MAX_CARDS),
+            site=_site_config(env, cards_dir),
         )

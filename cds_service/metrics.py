@@ -54,6 +54,7 @@ class _Instruments:
     hook_duration: Any
     http_requests: Any
     cards: Any
+    cards_held_back: Any
     fhir_reads: Any
     auth_refusals: Any
     decision_queue: Any
@@ -174,6 +175,12 @@ def _create_instruments() -> _Instruments:
             "Cards returned to CDS clients, by service, topic and indicator.",
             ["service", "topic", "indicator"],
         ),
+        cards_held_back=Counter(
+            "cds_cards_held_back",
+            "Cards the site's configuration kept out of the answer (logged, not returned), by "
+            "service, topic and why: silent (the topic runs silently) or snoozed.",
+            ["service", "topic", "disposition"],
+        ),
         fhir_reads=Counter(
             "cds_fhir_fallback_reads",
             "Reads from the EHR's FHIR server (data not prefetched), by prefetch key and outcome.",
@@ -258,6 +265,18 @@ def count_cards(service: str, cards: Iterable[CardRecord]) -> None:
     try:
         for card in cards:
             _child(instruments.cards, service, card.topic or "none", card.indicator or "none").inc()
+    except Exception as error:
+        _report_failure(error)
+
+
+def count_cards_held_back(service: str, disposition: str, cards: Iterable[CardRecord]) -> None:
+    """Cards logged but not returned: `disposition` silent or snoozed."""
+    instruments = _record()
+    if instruments is None:
+        return
+    try:
+        for card in cards:
+            _child(instruments.cards_held_back, service, card.topic or "none", disposition).inc()
     except Exception as error:
         _report_failure(error)
 

@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from cds_service.card_builder.builder import CardBuilder
 from cds_service.card_builder.content import CardContent, load_card_content
 from cds_service.config import Settings
 from cds_service.content_version import content_version
@@ -21,6 +20,8 @@ from cds_service.protocol.catalog import ServiceDefinition, build_catalog
 from cds_service.protocol.handler import HookHandler
 from cds_service.protocol.request import schema_problems
 from cds_service.record.builder import RecordBuilder
+from cds_service.site.config import SiteConfig, SiteConfigError
+from cds_service.site.resolved import Site, resolve_site
 from cds_service.terminology.index import Terminology, load_terminology
 from cds_service.vocabulary import DataCategory
 
@@ -44,6 +45,8 @@ class Runtime:
     content_version: str = ""
     # The service's "today" (CDS_EVALUATION_DATE when pinned); the handler's clock.
     today: Callable[[], date] = utc_today
+    # The site configuration in force (CDS_SITE_CONFIG), resolved against the card content.
+    site: Site | None = None
 
     @classmethod
     def load(
@@ -55,8 +58,8 @@ class Runtime:
     ) -> Runtime:
         started = time.perf_counter()
         terminology = load_terminology()
-        content = load_card_content(settings.cards_dir)
-        services = build_catalog(terminology)
+        site, content = load_site_and_content(settings.site, settings.cards_dir)
+        services = build_catalog(terminology, site.config)
         pinned = settings.evaluation_date
         clock = today or ((lambda: pinned) if pinned else utc_today)
         if fetcher is None:
@@ -74,12 +77,13 @@ class Runtime:
         handler = HookHandler(
             services=services,
             record_builder=RecordBuilder(terminology),
-            card_builder=CardBuilder(content, terminology),
+            card_builder=site.card_builder(content, terminology),
             gatherer=PatientDataGatherer(fetcher, FhirServerPolicy.of(settings.fhir_servers)),
             today=clock,
             max_cards=settings.max_cards,
+            site=site,
         )
-        version = content_version(settings.cards_dir)
+        version = content_version(settings.cards_dir, site)
         _warm_up(terminology)
         elapsed = time.perf_counter() - started
         log.info(
@@ -94,8 +98,27 @@ class Runtime:
             },
         )
         return cls(
-            settings, terminology, content, services, handler, elapsed, fetcher, version, clock
+            settings,
+            terminology,
+            content,
+            services,
+            handler,
+            elapsed,
+            fetcher,
+            version,
+            clock,
+            site,
         )
+
+
+def load_site_and_content(site: SiteConfig, cards_dir: str | None) -> tuple[Site, CardContent]:
+    """The card content with the site's thresholds in its words, and the site configuration
+    resolved against it (a snooze naming a reason no card offers: one-line SiteConfigError)."""
+    content = load_card_content(cards_dir, thresholds=site.thresholds)
+    try:
+        return resolve_site(site, content), content
+    except SiteConfigError as error:
+        raise SiteConfigError(f"CDS_SITE_CONFIG: {error}") from None
 
 
 def _warm_up(terminology: Terminology) -> None:

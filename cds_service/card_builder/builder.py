@@ -7,7 +7,7 @@ they leave the service.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,25 @@ _SEVERITY_ORDER = {Indicator.CRITICAL: 0, Indicator.WARNING: 1, Indicator.INFO: 
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
 _SELECTION_BEHAVIOR = {ClientProfile.STANDARD: "at-most-one", ClientProfile.SINGLE_ACTION: "any"}
 _BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True)
+class LocalCodings:
+    """A site's own codings of one suggested order (a preference-list or order-set item, a
+    local code), as FHIR Codings; the site configuration (cds_service/site) supplies them."""
+
+    codings: tuple[Mapping[str, str], ...]
+    first: bool = False  # before the standard codings (clients that read only the first)
+
+
+def _with_site_codings(code: Mapping[str, Any], local: LocalCodings | None) -> dict[str, Any]:
+    """A suggested order's CodeableConcept with the site's codings added: first when the site
+    says so, else after the standard ones. Its `text` stays."""
+    if local is None:
+        return dict(code)
+    standard = list(code.get("coding", ()))
+    added = [dict(coding) for coding in local.codings]
+    return {**code, "coding": added + standard if local.first else standard + added}
 
 
 def _tidy(markdown: str) -> str:
@@ -81,7 +100,16 @@ class _Values(dict[str, str]):
 
 
 class CardBuilder:
-    def __init__(self, content: CardContent, terminology: Terminology) -> None:
+    def __init__(
+        self,
+        content: CardContent,
+        terminology: Terminology,
+        *,
+        override_reasons: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
+        local_codings: Mapping[Orderable, LocalCodings] | None = None,
+    ) -> None:
+        """`override_reasons`: each topic's, as FHIR Codings, when a site changes them (None:
+        the content's); `local_codings`: a site's codings of the suggested orders."""
         self._content = content
         self._terminology = terminology
         # Suggested orders validated so far, by orderable and by which optional elements they
@@ -96,13 +124,34 @@ class CardBuilder:
         # The parts of a card that are the same for every patient. Cards are only ever
         # serialised, never changed, so every card of a topic can carry the same objects.
         self._sources = {topic: self._source(c) for topic, c in content.topics.items()}
+        system = content.override_reason_system
         self._override_reasons = {
             topic: [
-                {"system": content.override_reason_system, "code": r.code, "display": r.display}
-                for r in c.override_reasons
+                dict(reason)
+                for reason in (
+                    override_reasons[topic]
+                    if override_reasons is not None
+                    else [
+                        {"system": system, "code": r.code, "display": r.display}
+                        for r in c.override_reasons
+                    ]
+                )
             ]
             for topic, c in content.topics.items()
         }
+        # The site's codings of each suggested order, added to the standard ones.
+        self._site_orders = local_codings or {}
+
+    def order_code(self, orderable: Orderable) -> dict[str, Any]:
+        """A suggested order's CodeableConcept as created: the standard codings (terminology)
+        and the site's own."""
+        code = self._terminology.orderable(orderable.value).code
+        return _with_site_codings(code, self._site_orders.get(orderable))
+
+    @property
+    def order_codes(self) -> dict[str, dict[str, Any]]:
+        """Every suggested order's CodeableConcept as created, by orderable name."""
+        return {orderable.value: self.order_code(orderable) for orderable in Orderable}
 
     # --- words ------------------------------------------------------------------------------
 
@@ -251,8 +300,9 @@ class CardBuilder:
             resource["requester"] = {"reference": context.user_id}
         if context.condition_refs and coded.for_back_pain:
             resource["reasonReference"] = [{"reference": ref} for ref in context.condition_refs]
+        code = _with_site_codings(coded.code, self._site_orders.get(orderable))
         if coded.resource_type == "MedicationRequest":
-            resource["medicationCodeableConcept"] = dict(coded.code)
+            resource["medicationCodeableConcept"] = dict(code)
             dosage: dict[str, Any] = {"text": words.instructions}
             if words.patient_instruction:
                 dosage["patientInstruction"] = words.patient_instruction
@@ -260,7 +310,7 @@ class CardBuilder:
                 dosage.update(coded.dosage)
             resource["dosageInstruction"] = [dosage]
         else:
-            resource["code"] = dict(coded.code)
+            resource["code"] = dict(code)
             if coded.category:
                 resource["category"] = [dict(coded.category)]
             resource["note"] = [{"text": words.instructions}]
@@ -385,7 +435,7 @@ class CardBuilder:
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = _SELECTION_BEHAVIOR[context.options.profile]
-        if topic.override_reasons:
+        if self._override_reasons[finding.topic]:
             card["overrideReasons"] = self._override_reasons[finding.topic]
         if context.options.guidance_base_url:
             card["links"] = [

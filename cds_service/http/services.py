@@ -10,6 +10,7 @@ from cds_service.http.collector import pause_for_this_request, resume_when_sent
 from cds_service.protocol.request import parse_json_object
 from cds_service.runtime import Runtime
 from cds_service.store.decision_log import DecisionLog, IssuedCards
+from cds_service.store.schema import Disposition
 
 blueprint = Blueprint("services", __name__)
 
@@ -35,8 +36,14 @@ def call_service(service_id: str) -> Response:
         g.hook_instance = document["hookInstance"]
     options = _card_options()
     g.profile = options.profile.value
-    outcome = runtime.handler.handle(service_id, document, options, g.get("fhir_servers"))
-    if outcome.cards:
+    outcome = runtime.handler.handle(
+        service_id,
+        document,
+        options,
+        g.get("fhir_servers"),
+        snoozes=current_app.extensions["cds_snooze_check"],
+    )
+    if outcome.cards or outcome.silent_cards or outcome.snoozed_cards:
         decision_log: DecisionLog = current_app.extensions["cds_decision_log"]
         decision_log.record(
             IssuedCards(
@@ -46,10 +53,18 @@ def call_service(service_id: str) -> Response:
                 patient_id=outcome.request.patient_id,
                 cards=outcome.cards,
                 content_version=runtime.content_version,
+                silent=outcome.silent_cards,
+                snoozed=outcome.snoozed_cards,
             )
         )
     metrics.count_cards(service_id, outcome.cards)
+    metrics.count_cards_held_back(service_id, Disposition.SILENT.value, outcome.silent_cards)
+    metrics.count_cards_held_back(service_id, Disposition.SNOOZED.value, outcome.snoozed_cards)
     g.topics = outcome.topics
+    if outcome.silent_cards:
+        g.silent_topics = outcome.silent_topics
+    if outcome.snoozed_cards:
+        g.snoozed_topics = outcome.snoozed_topics
     g.decision = outcome.decision
     if outcome.fetched:
         g.fetched = [category.value for category in outcome.fetched]

@@ -23,10 +23,18 @@ from cds_service.protocol.bounds import DEFAULT_MAX_CARDS, most_severe_first
 from cds_service.protocol.catalog import ORDER_HOOKS, ServiceDefinition
 from cds_service.protocol.errors import not_found, precondition_failed
 from cds_service.protocol.request import HookRequest, parse_hook_request
+from cds_service.protocol.site_policy import (
+    SnoozeCheck,
+    hold_back_snoozed,
+    snooze_candidates,
+    split_silent,
+)
 from cds_service.record.builder import RecordBuilder, RecordInput
 from cds_service.record.model import OrderEntry
 from cds_service.rules.engine import Evaluation, concerns_back_pain, evaluate
-from cds_service.rules.registry import DECISION_DATA
+from cds_service.rules.registry import DECISION_DATA, RECOMMENDATIONS
+from cds_service.rules.thresholds import DEFAULT_THRESHOLDS
+from cds_service.site.resolved import Site
 from cds_service.vocabulary import CardRecord, DataCategory
 
 log = logging.getLogger(__name__)
@@ -79,6 +87,19 @@ class HookOutcome:
     missing: tuple[DataCategory, ...] = ()  # data that could not be had (its rules stayed silent)
     decision: str = ""
     left_out: int = 0  # cards beyond the answer's limit (CDS_MAX_CARDS), least severe first
+    # Held back by the site's configuration, to be logged, never returned: cards of silent
+    # topics (at most CDS_MAX_CARDS, most severe first) and info cards snoozed for the patient.
+    silent_cards: list[CardRecord] = field(default_factory=list)
+    snoozed_cards: list[CardRecord] = field(default_factory=list)
+    snooze_checked: bool | None = None  # None: nothing to check; False: the store could not tell
+
+    @property
+    def silent_topics(self) -> list[str]:
+        return [card.topic for card in self.silent_cards]
+
+    @property
+    def snoozed_topics(self) -> list[str]:
+        return [card.topic for card in self.snoozed_cards]
 
     @property
     def response(self) -> dict[str, Any]:
@@ -99,9 +120,15 @@ class HookHandler:
         gatherer: PatientDataGatherer,
         today: Callable[[], date],
         max_cards: int = DEFAULT_MAX_CARDS,
+        site: Site | None = None,
     ) -> None:
+        """`site`: the site's configuration (None: every topic on, the guideline's numbers)."""
         self._services = {service.id: service for service in services}
         self._max_cards = max_cards
+        self._site = site
+        self._recommendations = (
+            site.config.evaluated(RECOMMENDATIONS) if site is not None else RECOMMENDATIONS
+        )
         self._record_builder = record_builder
         self._card_builder = card_builder
         self._gatherer = gatherer
@@ -123,10 +150,11 @@ class HookHandler:
         document: dict[str, Any],
         options: CardOptions = DEFAULT_OPTIONS,
         client_servers: tuple[str, ...] | None = None,
+        snoozes: SnoozeCheck | None = None,
     ) -> HookOutcome:
         """Answer one hook call, shaping the cards by `options`. `client_servers`: the FHIR
         server origins the calling client may name as fhirServer (None: any the service
-        allows)."""
+        allows). `snoozes`: where the site's snoozes are looked up (None: no snooze)."""
         service = self.service(service_id)
         request = parse_hook_request(document, service)
         today = self._today()
@@ -154,11 +182,24 @@ class HookHandler:
         record = self._record_builder.build(
             record_input(request, today, gathered.data), built_drafts
         )
-        evaluation = evaluate(record)
+        site = self._site
+        evaluation = evaluate(
+            record, self._recommendations, site.config.thresholds if site else DEFAULT_THRESHOLDS
+        )
         built = self._card_builder.cards(
             evaluation.findings, card_context(request, evaluation, options)
         )
-        cards, left_out = most_severe_first(built, self._max_cards)
+        shown, snooze_checked = built, None
+        silent: list[CardRecord] = []
+        snoozed: list[CardRecord] = []
+        if site is not None:
+            shown, silent = split_silent(built, site)
+            shown, snoozed, snooze_checked = self._hold_back_snoozed(
+                shown, site, request.patient_id, snoozes
+            )
+        # Silent cards never take a place in the answer; they are bounded on their own.
+        cards, left_out = most_severe_first(shown, self._max_cards)
+        silent, _ = most_severe_first(silent, self._max_cards)
         if left_out:
             log.info(
                 "cards left out of the answer",
@@ -177,6 +218,12 @@ class HookHandler:
             decision = "evaluated" if cards else "no recommendation applies"
         if left_out:
             decision += f"; {len(left_out)} less severe cards left out (CDS_MAX_CARDS)"
+        if silent:
+            decision += f"; {len(silent)} silent (logged, not shown)"
+        if snoozed:
+            decision += f"; {len(snoozed)} snoozed for this patient"
+        if snooze_checked is False:
+            decision += "; snooze not checked (store unavailable)"
         return HookOutcome(
             request,
             cards,
@@ -185,4 +232,26 @@ class HookHandler:
             missing=missing,
             decision=decision,
             left_out=len(left_out),
+            silent_cards=silent,
+            snoozed_cards=snoozed,
+            snooze_checked=snooze_checked,
         )
+
+    @staticmethod
+    def _hold_back_snoozed(
+        cards: list[CardRecord], site: Site, patient_id: str, snoozes: SnoozeCheck | None
+    ) -> tuple[list[CardRecord], list[CardRecord], bool | None]:
+        """(cards to answer with, snoozed info cards, whether the snoozes could be checked:
+        None when no card could be snoozed)."""
+        rules = snooze_candidates(cards, site)
+        if not rules or snoozes is None:
+            return cards, [], None
+        try:
+            topics = snoozes.snoozed_topics(patient_id, rules)
+        except Exception:  # a failing lookup must never fail the call: the cards show
+            log.exception("snooze lookup failed", extra={"event": "snooze_check_failed"})
+            topics = None
+        if topics is None:
+            return cards, [], False
+        shown, held = hold_back_snoozed(cards, topics)
+        return shown, held, True
