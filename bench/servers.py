@@ -1,9 +1,9 @@
 """Start, probe and stop the servers under test: the baseline app, `cds-service serve`, and the
 floor (the service with its guideline work replayed, bench/floor_app.py).
 
-For the comparison of production servers (README, Performance) the service can also be started
-under other WSGI servers, on `cds_service.wsgi:app`, each as its documentation advises for a
-preloaded application with workers and threads (`SERVICE_SERVERS`).
+For the comparison of production servers (docs/operators.md, Performance) the service can also
+be started under other WSGI servers, on `cds_service.wsgi:app`, each as its documentation
+advises for a preloaded application with workers and threads (`SERVICE_SERVERS`).
 """
 
 from __future__ import annotations

@@ -411,7 +411,8 @@ class Settings:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     # Cards in one answer at most, the most severe first.
     max_cards: int = DEFAULT_MAX_CARDS
-    # The site configuration (CDS_SITE_CONFIG, a TOML file; README "Configure for your site"),
+    # The site configuration (CDS_SITE_CONFIG, a TOML file; docs/operators.md, "Configure for
+    # your site"),
     # read and checked here; what it says about card content is checked when that loads.
     site: SiteConfig = DEFAULT_SITE
 

@@ -1,7 +1,7 @@
 """The benchmark itself runs: a smoke run with tiny sizes and durations (no targets enforced).
 
 The full benchmark is not run here: it takes minutes and its numbers mean something only on a
-quiet machine. `python bench/run.py` runs it (see the README's Performance section).
+quiet machine. `python bench/run.py` runs it (see docs/operators.md, Performance).
 """
 
 from __future__ import annotations

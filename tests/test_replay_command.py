@@ -189,7 +189,7 @@ def test_json_report(capsys: pytest.CaptureFixture[str]) -> None:
 def test_replay_against_a_running_server_with_shifted_dates(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The README walk-through: a real server whose today is not the fixtures' date."""
+    """docs/integrators.md's walk-through: a real server whose today is not the fixtures' date."""
     with running_server(free_port(), {"CDS_EVALUATION_DATE": "2027-07-04"}, workers=2) as server:
         code = main(["replay", str(FIXTURES), "--url", server.base_url, "--today", "2027-07-04"])
     out = capsys.readouterr().out

@@ -1,8 +1,8 @@
 """Client profiles: how suggestions are shaped for the CDS client that will apply them.
 
 CDS Hooks leaves the order in which a client applies a suggestion's actions open, and clients
-differ (see README "Connect your EHR"). A profile is chosen per trusted client, or for every
-caller by `CDS_CLIENT_PROFILE`; the rules never see it.
+differ (see docs/integrators.md, "Connect your EHR"). A profile is chosen per trusted
+client, or for every caller by `CDS_CLIENT_PROFILE`; the rules never see it.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ from cds_service.site.render import render_site
 from cds_service.terminology.index import load_terminology
 
 CHECK_DESCRIPTION = """\
-Read a site configuration file (TOML; README "Configure for your site", examples/site.toml)
-and check it as `cds-service serve` does at start: unknown sections or keys, wrong types,
-unknown topics or orders, thresholds out of range, snooze reasons a topic does not offer.
+Read a site configuration file (TOML; docs/operators.md, "Configure for your site",
+examples/site.toml) and check it as `cds-service serve` does at start: unknown sections or keys,
+wrong types, unknown topics or orders, thresholds out of range, snooze reasons a topic does not
+offer.
 Print the effective configuration: every value in force, defaults included, with the override
 reasons each topic's cards offer and the codings of each suggested order. The output is itself
 a valid site file. FILE defaults to $CDS_SITE_CONFIG; with neither, the defaults are printed.

@@ -1,11 +1,11 @@
 """`cds-service serve`: the production server, granian (WSGI), one worker process per core.
 
-Chosen by measurement against gunicorn (sync and gthread) and uWSGI (README, Performance): its
-HTTP layer, asynchronous and written in Rust, reads a request's headers without holding a
-Python thread, so clients that send slowly never hold up the others and are dropped after
-`HEADER_TIMEOUT_MS`; each worker runs hook calls on a pool of threads, so calls waiting on an
-EHR's FHIR server do not hold up the others (the FHIR client bounds how many may wait); and
-its per-request cost is a fraction of gunicorn's.
+Chosen by measurement against gunicorn (sync and gthread) and uWSGI (docs/operators.md,
+Performance): its HTTP layer, asynchronous and written in Rust, reads a request's headers
+without holding a Python thread, so clients that send slowly never hold up the others and are
+dropped after `HEADER_TIMEOUT_MS`; each worker runs hook calls on a pool of threads, so calls
+waiting on an EHR's FHIR server do not hold up the others (the FHIR client bounds how many may
+wait); and its per-request cost is a fraction of gunicorn's.
 
 The application is loaded once, before the workers are forked (they share the terminology
 copy-on-write). SIGTERM or SIGINT stops accepting, lets the calls in flight finish (for at most

@@ -26,9 +26,9 @@ from cds_service.rules.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from cds_service.terminology.concepts import BACK_PAIN, Concept
 from cds_service.vocabulary import DataCategory
 
-# Time windows of the guideline logic (see README "Clinical logic"). The numbers a site may
-# tune (pain durations, the malignancy age, fever, look-backs, weight loss) are `Thresholds`,
-# read through the assessment.
+# Time windows of the guideline logic (see docs/clinical-content.md, "Clinical logic in brief").
+# The numbers a site may tune (pain durations, the malignancy age, fever, look-backs, weight
+# loss) are `Thresholds`, read through the assessment.
 FEVER_WINDOW_DAYS = 7
 RECENT_NEURO_OR_INFECTION_DAYS = 365
 STEROID_LONG_TERM_DAYS = 90

@@ -1,9 +1,9 @@
 """The numbers of the guideline logic a site may tune, each with its default and allowed range.
 
-The defaults are the guideline's (see README "Clinical logic"); a site changes them in its site
-configuration (`[thresholds]`, README "Configure for your site"). The rules read them through
-the `Assessment`, never as module globals, so one process can serve the defaults to one caller
-and a site's values to another (tests do).
+The defaults are the guideline's (see docs/clinical-content.md, "Clinical logic in brief"); a
+site changes them in its site configuration (`[thresholds]`, docs/operators.md, "Configure for
+your site"). The rules read them through the `Assessment`, never as module globals, so one
+process can serve the defaults to one caller and a site's values to another (tests do).
 """
 
 from __future__ import annotations
