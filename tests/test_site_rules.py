@@ -25,6 +25,7 @@ from cds_service.cli import main
 from cds_service.golden import compare_cards
 from cds_service.protocol.request import schema_problems
 from cds_service.rules.findings import Orderable
+from cds_service.rules.registry import TOPICS
 from cds_service.rules.thresholds import LIMITS
 from cds_service.runtime import Runtime, load_site_and_content
 from cds_service.site.config import parse_site_config
@@ -329,6 +330,52 @@ def test_silent_cards_take_no_place_in_the_answer(site_app: MakeSiteApp) -> None
     silent = site_app('[topics."opioid-avoidance"]\nmode = "silent"\n', max_cards=1)
     assert _topics(_answer(silent, TRAMADOL)) == ["exercise-therapy"]
     assert _logged(silent) == [("exercise-therapy", "shown"), ("opioid-avoidance", "silent")]
+
+
+def _action(action: dict[str, Any]) -> str:
+    target = action.get("resource", {}).get("resourceType") or action.get("resourceId")
+    return f"{action['type']} {target}"
+
+
+def _shown(app: Flask, name: str) -> list[tuple[str, str, list[list[str]]]] | None:
+    """Each card's topic, indicator and the actions of each suggestion (None: not a 200)."""
+    scenario, request, _ = load_fixture(name)
+    response = app.test_client().post(f"/cds-services/{scenario['service']}", json=request)
+    if response.status_code != 200:
+        return None
+    return sorted(
+        (
+            card["source"]["topic"]["code"],
+            card["indicator"],
+            [[_action(a) for a in s["actions"]] for s in card.get("suggestions", [])],
+        )
+        for card in response.get_json()["cards"]
+    )
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_a_silent_topic_leaves_the_shown_cards_as_if_it_were_off(
+    site_app: MakeSiteApp, topic: str
+) -> None:
+    # A pilot must not change what clinicians see: an order a silent card would have offered
+    # is offered by the shown card that had given way to it, as with the topic switched off.
+    silent = site_app(f'[topics."{topic}"]\nmode = "silent"\n')
+    off = site_app(f'[topics."{topic}"]\nmode = "off"\n')
+    differing = [
+        name
+        for name in (folder.name for folder in fixture_dirs())
+        if _shown(silent, name) != _shown(off, name)
+    ]
+    assert differing == []
+
+
+def test_a_silent_card_keeps_the_order_it_would_have_offered(site_app: MakeSiteApp) -> None:
+    name = "tens-without-exercise-therapy"  # the passive-modality card offers the PT referral
+    referral = [["create ServiceRequest"]]
+    assert _shown(site_app(""), name) == [("avoid-passive-modalities", "info", referral)]
+    pilot = site_app('[topics."avoid-passive-modalities"]\nmode = "silent"\n')
+    assert _shown(pilot, name) == [("exercise-therapy", "info", referral)]
+    assert _logged(pilot) == [("avoid-passive-modalities", "silent"), ("exercise-therapy", "shown")]
 
 
 def test_the_request_log_names_silent_topics(site_app: MakeSiteApp, caplog: Any) -> None:

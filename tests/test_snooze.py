@@ -34,6 +34,9 @@ SIGN = "/cds-services/back-pain-order-sign"
 # Chronic pain of 16 weeks: chronic-pain-assessment and exercise-therapy, both info cards.
 CHRONIC = "patient-view-chronic-pain-16-weeks"
 TRAMADOL = "opioid-tramadol-acute-low-back-pain"  # another patient: opioid (warning), exercise
+# A TENS unit without exercise therapy: the passive-modality card offers the PT referral, and the
+# exercise card, which would offer it too, gives way to it.
+TENS = "tens-without-exercise-therapy"
 SITE = """
 [topics."exercise-therapy".override_reasons]
 sets = ["hl7-non-adherence-clinical"]
@@ -41,6 +44,10 @@ sets = ["hl7-non-adherence-clinical"]
 [topics."exercise-therapy".snooze]
 days = 30
 reasons = ["exercise-deferred", "action-completed"]
+
+[topics."avoid-passive-modalities".snooze]
+days = 30
+reasons = ["adjunct-to-exercise-planned"]
 """
 
 
@@ -157,6 +164,50 @@ def test_a_snoozed_topic_stays_out_of_that_patients_answers_until_it_expires(
         ("exercise-therapy", "snoozed"),
         ("chronic-pain-assessment", "shown"),
         ("exercise-therapy", "shown"),
+    ]
+
+
+def _creates(card: dict[str, Any]) -> list[str]:
+    return [
+        action["resource"]["resourceType"]
+        for suggestion in card.get("suggestions", [])
+        for action in suggestion["actions"]
+        if action["type"] == "create"
+    ]
+
+
+def test_a_snoozed_cards_order_goes_to_the_card_that_had_given_way_to_it(
+    snooze_app: Flask,
+) -> None:
+    client = snooze_app.test_client()
+    tens = load_fixture(TENS)[1]
+    first = _cards(client, SIGN, tens)
+    assert set(first) == {"avoid-passive-modalities"}
+    assert _creates(first["avoid-passive-modalities"]) == ["ServiceRequest"]
+    _logged_before_feedback(snooze_app)
+    _override(
+        client,
+        SIGN,
+        first["avoid-passive-modalities"],
+        CONTENT_REASONS,
+        "adjunct-to-exercise-planned",
+    )
+
+    # Snoozing the card must not take the referral away: the exercise card now offers it.
+    second = _cards(client, SIGN, tens)
+    assert set(second) == {"exercise-therapy"}
+    assert _creates(second["exercise-therapy"]) == ["ServiceRequest"]
+    _logged_before_feedback(snooze_app)
+    _override(client, SIGN, second["exercise-therapy"], CONTENT_REASONS, "exercise-deferred")
+
+    # Both snoozed: the exercise card, brought out by the first snooze, is looked up too and
+    # held back. The log keeps what would have shown with nothing held back: the one card.
+    assert _cards(client, SIGN, tens) == {}
+    assert _dispositions(snooze_app) == [
+        ("avoid-passive-modalities", "shown"),
+        ("avoid-passive-modalities", "snoozed"),
+        ("exercise-therapy", "shown"),
+        ("avoid-passive-modalities", "snoozed"),
     ]
 
 

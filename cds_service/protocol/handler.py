@@ -31,7 +31,12 @@ from cds_service.protocol.site_policy import (
 )
 from cds_service.record.builder import RecordBuilder, RecordInput
 from cds_service.record.model import OrderEntry
-from cds_service.rules.engine import Evaluation, concerns_back_pain, evaluate
+from cds_service.rules.engine import (
+    Evaluation,
+    concerns_back_pain,
+    evaluate,
+    offer_each_order_once,
+)
 from cds_service.rules.registry import DECISION_DATA, RECOMMENDATIONS
 from cds_service.rules.thresholds import DEFAULT_THRESHOLDS
 from cds_service.site.resolved import Site
@@ -183,20 +188,24 @@ class HookHandler:
             record_input(request, today, gathered.data), built_drafts
         )
         site = self._site
+        silent_topics = site.config.silent_topics if site else frozenset()
         evaluation = evaluate(
-            record, self._recommendations, site.config.thresholds if site else DEFAULT_THRESHOLDS
+            record,
+            self._recommendations,
+            site.config.thresholds if site else DEFAULT_THRESHOLDS,
+            held_back=silent_topics,
         )
-        built = self._card_builder.cards(
-            evaluation.findings, card_context(request, evaluation, options)
-        )
+        context = card_context(request, evaluation, options)
+        built = self._card_builder.cards(evaluation.findings, context)
         shown, snooze_checked = built, None
         silent: list[CardRecord] = []
         snoozed: list[CardRecord] = []
         if site is not None:
             shown, silent = split_silent(built, site)
-            shown, snoozed, snooze_checked = self._hold_back_snoozed(
-                shown, site, request.patient_id, snoozes
-            )
+            if snoozes is not None and site.snooze:
+                shown, silent, snoozed, snooze_checked = self._hold_back_snoozed(
+                    shown, silent, evaluation, context, site, request.patient_id, snoozes
+                )
         # Silent cards never take a place in the answer; they are bounded on their own.
         cards, left_out = most_severe_first(shown, self._max_cards)
         silent, _ = most_severe_first(silent, self._max_cards)
@@ -237,21 +246,48 @@ class HookHandler:
             snooze_checked=snooze_checked,
         )
 
-    @staticmethod
     def _hold_back_snoozed(
-        cards: list[CardRecord], site: Site, patient_id: str, snoozes: SnoozeCheck | None
-    ) -> tuple[list[CardRecord], list[CardRecord], bool | None]:
-        """(cards to answer with, snoozed info cards, whether the snoozes could be checked:
-        None when no card could be snoozed)."""
-        rules = snooze_candidates(cards, site)
-        if not rules or snoozes is None:
-            return cards, [], None
-        try:
-            topics = snoozes.snoozed_topics(patient_id, rules)
-        except Exception:  # a failing lookup must never fail the call: the cards show
-            log.exception("snooze lookup failed", extra={"event": "snooze_check_failed"})
-            topics = None
-        if topics is None:
-            return cards, [], False
-        shown, held = hold_back_snoozed(cards, topics)
-        return shown, held, True
+        self,
+        shown: list[CardRecord],
+        silent: list[CardRecord],
+        evaluation: Evaluation,
+        context: CardContext,
+        site: Site,
+        patient_id: str,
+        snoozes: SnoozeCheck,
+    ) -> tuple[list[CardRecord], list[CardRecord], list[CardRecord], bool | None]:
+        """(cards to answer with, silent cards, snoozed info cards, whether the snoozes could
+        be checked: None when no card could be snoozed). A snoozed card's orders go back to
+        the cards that show, which may bring out a card that had given way to it; its topic's
+        snooze is then looked up too."""
+        snoozed: list[CardRecord] = []
+        snoozed_topics: frozenset[str] = frozenset()
+        looked_up: set[str] = set()
+        checked: bool | None = None
+        while True:
+            rules = {
+                topic: rule
+                for topic, rule in snooze_candidates(shown, site).items()
+                if topic not in looked_up
+            }
+            if not rules:
+                return shown, silent, snoozed, checked
+            looked_up |= rules.keys()
+            try:
+                found = snoozes.snoozed_topics(patient_id, rules)
+            except Exception:  # a failing lookup must never fail the call: the cards show
+                log.exception("snooze lookup failed", extra={"event": "snooze_check_failed"})
+                found = None
+            if found is None:
+                return shown, silent, snoozed, False
+            checked = True
+            if not found - snoozed_topics:
+                return shown, silent, snoozed, checked
+            snoozed_topics |= found
+            findings = offer_each_order_once(
+                evaluation.candidates,
+                self._recommendations,
+                site.config.silent_topics | snoozed_topics,
+            )
+            shown, silent = split_silent(self._card_builder.cards(findings, context), site)
+            shown, snoozed = hold_back_snoozed(shown, snoozed_topics)

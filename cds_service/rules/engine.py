@@ -22,6 +22,9 @@ class Evaluation:
     back_pain: bool
     condition_refs: tuple[str, ...] = ()  # the back-pain Conditions, as reasons for new orders
     pain_duration_days: int | None = None
+    # The findings before each order was offered once: what `offer_each_order_once` starts
+    # from when more topics are held back after evaluation (a snooze found later).
+    candidates: tuple[Finding, ...] = ()
 
 
 def product_identity(order: OrderEntry) -> Hashable:
@@ -109,13 +112,33 @@ def one_suggestion_per_order(
     return tuple(result)
 
 
+def offer_each_order_once(
+    candidates: tuple[Finding, ...],
+    recommendations: tuple[Recommendation, ...],
+    held_back: frozenset[str] = frozenset(),
+) -> tuple[Finding, ...]:
+    """`one_suggestion_per_order` for an answer whose `held_back` topics are logged but not
+    shown (a site's silent or snoozed topics). The shown findings offer each order once among
+    themselves, as if the held-back topics had not fired, so that holding a card back never
+    takes an order away from a card that shows; the held-back findings are kept as they would
+    have shown had every topic been on."""
+    if not held_back or not any(f.topic in held_back for f in candidates):
+        return one_suggestion_per_order(candidates, recommendations)
+    shown = tuple(f for f in candidates if f.topic not in held_back)
+    would_have_shown = one_suggestion_per_order(candidates, recommendations)
+    return one_suggestion_per_order(shown, recommendations) + tuple(
+        f for f in would_have_shown if f.topic in held_back
+    )
+
+
 def evaluate(
     record: PatientRecord,
     recommendations: tuple[Recommendation, ...] = RECOMMENDATIONS,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    held_back: frozenset[str] = frozenset(),
 ) -> Evaluation:
     """The findings of `recommendations` (a site leaves out the topics it switched off) under
-    the site's `thresholds`."""
+    the site's `thresholds`; `held_back`: topics whose cards will be logged, not shown."""
     assessment = Assessment(record, thresholds)
     # The guideline is for adults with back pain; anyone else gets no back-pain advice.
     if assessment.is_minor or not assessment.has_back_pain:
@@ -128,7 +151,7 @@ def evaluate(
             continue
         findings.extend(recommendation.evaluate(assessment))
     folded = fold_identical_orders(tuple(findings), record.orders_under_review)
-    kept = one_suggestion_per_order(folded, recommendations)
+    kept = offer_each_order_once(folded, recommendations, held_back)
     refs = tuple(
         f"Condition/{c.resource_id}" for c in assessment.back_pain_conditions if c.resource_id
     )
@@ -138,6 +161,7 @@ def evaluate(
         back_pain=True,
         condition_refs=refs,
         pain_duration_days=assessment.pain_duration_days,
+        candidates=folded,
     )
 
 
