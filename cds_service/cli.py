@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from cds_service import __version__, commands
+from cds_service.card_builder.content import ContentError
+from cds_service.config_error import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except (ConfigError, ContentError) as error:
+        # Any command reading the service's settings or card content says what is wrong in
+        # one line, never a traceback.
+        print(f"cds-service: configuration error: {error}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The output was piped into a reader that stopped early (e.g. `| head`): not our error.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -455,7 +455,7 @@ class Settings:
             preview=_on_off(env, "CDS_PREVIEW"),
             preview_fixtures=_folder(env, "CDS_PREVIEW_FIXTURES"),
             metrics_dir=_folder(env, "CDS_METRICS_DIR", create=True),
-            spool_dir=_path_in_existing_folder(env, "CDS_SPOOL_DIR"),
+            spool_dir=_folder(env, "CDS_SPOOL_DIR", create=True),
             spool_max_bytes=_positive_int(env, "CDS_SPOOL_MAX_BYTES", DEFAULT_SPOOL_MAX_BYTES),
             max_cards=_positive_int(env, "CDS_MAX_CARDS", DEFAULT_MAX_CARDS),
             site=_site_config(env, cards_dir),

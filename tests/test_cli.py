@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from live_server import free_port, serve, wait_healthy
 
 from cds_service.cli import build_parser, main
@@ -46,6 +47,26 @@ def test_serve_refuses_bad_configuration_with_one_line() -> None:
     assert stderr.strip().splitlines() == [
         "cds-service: configuration error: CDS_MAX_BODY_BYTES must be a whole number, got 'lots'"
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report"],
+        ["purge", "--older-than", "30"],
+        ["fixtures", "review", str(FIXTURES)],
+        ["replay", str(FIXTURES)],
+    ],
+    ids=lambda command: command[0] + (f" {command[1]}" if command[0] == "fixtures" else ""),
+)
+def test_every_command_refuses_bad_configuration_with_one_line(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_MAX_CARDS", "abc")
+    assert main(command) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("cds-service")
+    assert line.endswith(": CDS_MAX_CARDS must be a whole number, got 'abc'")
 
 
 def test_serve_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -200,6 +200,23 @@ def test_the_trend_fills_empty_days_and_groups_long_periods_by_week_and_month() 
     assert trend([], Period(), TODAY).periods == []
 
 
+def test_a_far_fetched_period_draws_a_bounded_chart(filled_app: Flask) -> None:
+    client = filled_app.test_client()
+    for query in (
+        "from=2026-01-01&to=9999-12-31",
+        "to=9999-12-31",
+        "from=0001-01-01&to=9999-12-31",
+    ):
+        page = client.get(f"/dashboard?{query}")
+        assert page.status_code == 200, query
+        assert client.get(f"/dashboard/report.json?{query}").status_code == 200
+    daily = [DailyCount(date(2026, 11, 20), "opioid-avoidance", 2)]
+    ages = trend(daily, Period(date(1, 1, 1), date.max), TODAY)
+    assert ages.unit == "month" and ages.periods[-1] == "2026-11"  # no empty future
+    assert len(ages.periods) <= 1201  # a century at most
+    assert Period(date(2026, 1, 1), date.max).until is None
+
+
 def test_charts_escape_every_text_they_draw() -> None:
     hostile = '<script>alert("x")</script>'
     columns = stacked_columns(hostile, [hostile], [Series(hostile, [3], "series-0")])

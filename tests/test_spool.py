@@ -23,6 +23,7 @@ from live_server import child_pids, free_port, issue_cards, serve, wait_healthy
 from sqlalchemy import func, select
 
 from cds_service.cli import main as cli_main
+from cds_service.config import ConfigError, Settings
 from cds_service.protocol.feedback import parse_feedback
 from cds_service.store.database import parse_database_url
 from cds_service.store.decision_log import DecisionLog, IssuedCards
@@ -357,3 +358,14 @@ def test_a_served_worker_killed_with_cards_queued_has_them_counted(tmp_path: Pat
     assert set(later) <= _logged(store) and not set(lost) & _logged(store)
     assert _losses(store) == {LossReason.WORKER_ENDED: len(lost)}
     store.dispose()
+
+
+def test_the_spool_folder_setting_must_name_a_folder(tmp_path: Path) -> None:
+    # Checked at start: a spool that cannot be written is found out only at a stop with the
+    # store down, the one moment it is there for.
+    new_folder = tmp_path / "spool"
+    assert Settings.from_env({"CDS_SPOOL_DIR": str(new_folder)}).spool_dir == str(new_folder)
+    (tmp_path / "a-file").write_text("")
+    for bad in (tmp_path / "a-file", tmp_path / "no" / "spool"):
+        with pytest.raises(ConfigError, match="CDS_SPOOL_DIR"):
+            Settings.from_env({"CDS_SPOOL_DIR": str(bad)})

@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cds_service.config import ConfigError, Settings
+from cds_service.config import Settings
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.retention import purge
 from cds_service.store.store import open_existing_store
@@ -42,11 +42,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"cds-service: configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env()
     cutoff = datetime.now(UTC) - timedelta(days=args.older_than)
     try:
         store = open_existing_store(

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from cds_service.card_builder.content import ContentError, load_card_content
-from cds_service.config import ConfigError, Settings
+from cds_service.card_builder.content import load_card_content
+from cds_service.config import Settings
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.report import (
     TOP_REASONS,
@@ -80,12 +80,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-        content = load_card_content(settings.cards_dir)
-    except (ConfigError, ContentError) as error:
-        print(f"cds-service: configuration error: {error}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env()
+    content = load_card_content(settings.cards_dir)
     period = Period(args.since, args.until)
     if args.since and args.until and args.until < args.since:
         print("cds-service: --until must not be before --since", file=sys.stderr)

@@ -59,8 +59,9 @@ class Period:
 
     @property
     def until(self) -> datetime | None:
-        """The exclusive end: midnight after the last day."""
-        if self.last_day is None:
+        """The exclusive end: midnight after the last day (none after the last representable
+        day, which every card precedes)."""
+        if self.last_day is None or self.last_day == date.max:
             return None
         return datetime.combine(self.last_day + timedelta(days=1), time(), UTC)
 

@@ -38,6 +38,8 @@ PALETTE_SIZE = 12  # series-0 ... series-11 in pages.css
 # Beyond these lengths the trend chart counts per ISO week, then per month.
 _DAILY_UP_TO_DAYS = 92
 _WEEKLY_UP_TO_DAYS = 731
+# The trend axis spans at most a century (1,200 monthly columns).
+_LONGEST_TREND_DAYS = 36_525
 
 
 class PeriodError(ValueError):
@@ -73,11 +75,15 @@ class Trend:
 
 
 def trend(daily: Sequence[DailyCount], period: Period, today: date) -> Trend:
-    """Cards per topic per day (or week, or month for long periods), empty days included."""
+    """Cards per topic per day (or week, or month for long periods), empty days included. The
+    axis ends at the last day that can hold cards (today, or the latest card) and spans at most
+    _LONGEST_TREND_DAYS, so an open or far-fetched period draws a bounded chart."""
     if not daily:
         return Trend([], [], "day")
-    first = period.first_day or daily[0].day
-    last = period.last_day or max(today, daily[-1].day)
+    last = max(today, daily[-1].day)
+    if period.last_day:
+        last = min(last, period.last_day)
+    first = max(period.first_day or daily[0].day, last - timedelta(days=_LONGEST_TREND_DAYS))
     length = (last - first).days + 1
     unit = (
         "day"
@@ -94,13 +100,14 @@ def trend(daily: Sequence[DailyCount], period: Period, today: date) -> Trend:
             return day.replace(day=1)
         return day
 
-    buckets: list[date] = []
-    cursor = first
-    while cursor <= last:
-        start = bucket(cursor)
-        if not buckets or buckets[-1] != start:
-            buckets.append(start)
-        cursor += timedelta(days=1)
+    def following(start: date) -> date:
+        if unit == "month":
+            return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return start + timedelta(days=7 if unit == "week" else 1)
+
+    buckets = [bucket(first)]
+    while following(buckets[-1]) <= last:
+        buckets.append(following(buckets[-1]))
     position = {start: index for index, start in enumerate(buckets)}
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * len(buckets))
     for row in daily:
