@@ -39,8 +39,9 @@ HOOK_DURATION = "cds_hook_request_duration_seconds"
 WITHIN_BUDGET = "cds_hook_answered_within_budget_ratio"
 UNKNOWN_SERVICE = "unknown"
 # Why a card never reached the decision log: the queue was full, the store refused the card,
-# or the worker stopped before it could be written.
-LOSS_REASONS = ("queue_full", "refused", "shutdown")
+# the worker stopped before it could be written, or it was killed with cards queued (counted
+# at the next start, from what it left behind).
+LOSS_REASONS = ("queue_full", "refused", "shutdown", "worker_ended")
 # <kind>_<pid>.db or gauge_<mode>_<pid>.db, as prometheus_client names its files.
 _VALUE_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
 

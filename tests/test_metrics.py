@@ -237,6 +237,9 @@ def test_decision_log_queue_writes_and_losses_are_counted(
 ) -> None:
     written, lost = "cds_decision_log_cards_written_total", "cds_decision_log_cards_lost_total"
     before = _scrape(client)
+    # Every documented reason exists from the start, so a rate over it has a series to read.
+    for reason in ("queue_full", "refused", "shutdown", "worker_ended"):
+        assert (lost, frozenset({("reason", reason)})) in before, reason
     store = DecisionStore(parse_database_url(f"sqlite:///{tmp_path / 'd.db'}"), "s" * 40)
     log = DecisionLog(store, queue_size=100)
     log.record(_issued(3))

@@ -25,8 +25,9 @@ from cds_service.store.report import (
     TopicOutcomes,
     build_report,
 )
+from cds_service.store.spool import LossReason
 from cds_service.store.store import open_existing_store
-from cds_service.tooling.report_document import Names, Period, report_document
+from cds_service.tooling.report_document import Names, Period, percent, report_document
 
 _LEGEND = """\
 How to read this
@@ -106,10 +107,6 @@ def run(args: argparse.Namespace) -> int:
 # --- formats --------------------------------------------------------------------------------
 
 
-def _percent(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.1f}%"
-
-
 def _count(number: int, singular: str, plural: str = "") -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
@@ -157,8 +154,8 @@ def _cells(label: str, row: TopicOutcomes) -> list[str]:
         str(row.feedback_received),
         str(row.accepted),
         str(row.overridden),
-        _percent(row.acceptance_rate),
-        _percent(row.override_rate),
+        percent(row.acceptance_rate),
+        percent(row.override_rate),
         str(row.suggestions_accepted),
     ]
 
@@ -200,8 +197,8 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
         rows.append(
             [
                 "All recommendations",
-                str(sum(row.silent for row in report.not_shown)),
-                str(sum(row.snoozed for row in report.not_shown)),
+                str(report.silent_total),
+                str(report.snoozed_total),
             ]
         )
         out.extend(_table(("Recommendation", "Silent: would have shown", "Snoozed"), rows))
@@ -228,12 +225,12 @@ def render_table(report: OutcomeReport, names: Names, store: str) -> str:
 
 
 _LOSS_REASONS = {
-    "queue_full": "while a worker's queue was full",
-    "refused": "refused by the store",
-    "spool_full": "at a stop, with the spool full",
-    "not_spooled": "at a stop, with no spool to keep them",
-    "worker_ended": "queued in a worker that was killed",
-    "spool_unreadable": "unreadable in the spool",
+    LossReason.QUEUE_FULL: "while a worker's queue was full",
+    LossReason.REFUSED: "refused by the store",
+    LossReason.SPOOL_FULL: "at a stop, with the spool full",
+    LossReason.NOT_SPOOLED: "at a stop, with no spool to keep them",
+    LossReason.WORKER_ENDED: "queued in a worker that was killed",
+    LossReason.UNREADABLE: "unreadable in the spool",
 }
 
 
@@ -277,8 +274,8 @@ def render_csv(report: OutcomeReport, names: Names, _store: str) -> str:
         if row.topic == "all":
             held = NotShown(
                 "all",
-                sum(r.silent for r in report.not_shown),
-                sum(r.snoozed for r in report.not_shown),
+                report.silent_total,
+                report.snoozed_total,
             )
         writer.writerow(
             [

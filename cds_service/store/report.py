@@ -80,6 +80,14 @@ class OutcomeReport:
     not_shown: list[NotShown] = field(default_factory=list)
 
     @property
+    def silent_total(self) -> int:
+        return sum(row.silent for row in self.not_shown)
+
+    @property
+    def snoozed_total(self) -> int:
+        return sum(row.snoozed for row in self.not_shown)
+
+    @property
     def totals(self) -> TopicOutcomes:
         total = TopicOutcomes(topic="all")
         for row in self.topics:

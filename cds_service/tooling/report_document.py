@@ -82,6 +82,11 @@ class Period:
         return arguments
 
 
+def percent(rate: float | None) -> str:
+    """A rate as people read it, in the report's table and on the dashboard alike."""
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
 def topic_document(row: TopicOutcomes, names: Names) -> dict[str, Any]:
     return {
         "topic": row.topic,
@@ -129,8 +134,8 @@ def report_document(report: OutcomeReport, names: Names) -> dict[str, Any]:
         },
         # Held back by the site's configuration: silent topics (would have shown), snoozes.
         "cardsNotShown": {
-            "silent": sum(row.silent for row in report.not_shown),
-            "snoozed": sum(row.snoozed for row in report.not_shown),
+            "silent": report.silent_total,
+            "snoozed": report.snoozed_total,
             "topics": [
                 {
                     "topic": row.topic,

@@ -27,7 +27,7 @@ from cds_service.store.database import StoreUnavailable
 from cds_service.store.report import OutcomeReport, build_report
 from cds_service.store.store import DecisionStore
 from cds_service.store.trends import DailyCount, cards_per_day
-from cds_service.tooling.report_document import Names, Period, report_document
+from cds_service.tooling.report_document import Names, Period, percent, report_document
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,6 @@ def topic_colour(topic: str) -> int:
     return _topic_order([*TOPICS, topic]).index(topic)
 
 
-def _percent(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.1f}%"
-
-
 def outcome_chart(document: Mapping[str, Any]) -> Markup:
     bars = []
     for row in document["topics"]:
@@ -153,7 +149,7 @@ def outcome_chart(document: Mapping[str, Any]) -> Markup:
                     ),
                     Segment("outcome-none", silent, f"no feedback: {silent}"),
                 ],
-                note=f"{issued} cards, {_percent(row['acceptanceRate'])} accepted",
+                note=f"{issued} cards, {percent(row['acceptanceRate'])} accepted",
             )
         )
     return horizontal_bars("Outcome of the cards issued, per recommendation", bars, label_width=300)
@@ -193,7 +189,7 @@ def answer_time_chart(times: Sequence[metrics.AnswerTimes]) -> Markup | None:
                     Segment("percentile-90", max(0.0, p90 - p50), f"p90 {p90:.0f} ms"),
                     Segment("percentile-99", max(0.0, p99 - p90), f"p99 {p99:.0f} ms"),
                 ],
-                note=f"p99 {p99:.0f} ms, {_percent(summary.share_within_budget)} in time",
+                note=f"p99 {p99:.0f} ms, {percent(summary.share_within_budget)} in time",
             )
         )
     return horizontal_bars(
@@ -274,7 +270,7 @@ def dashboard() -> Response:
         answer_times=times,
         answer_time_chart=answer_time_chart(times),
         budget_ms=int(metrics.BUDGET_SECONDS * 1000),
-        percent=_percent,
+        percent=percent,
     )
 
 
