@@ -80,8 +80,8 @@ def _parse_checked(raw: bytes | str) -> Any:
 
 
 def loads_json(raw: bytes | str) -> Any:
-    """Parse JSON as `json.loads` does, fast, with the garbage collector paused; every number
-    must fit a 64-bit float.
+    """Parse JSON as `json.loads` does, fast; every number must fit a 64-bit float (the
+    collector's pause during a hook call is performance.py's, not this function's).
 
     orjson parses UTF-8 JSON several times faster; what it refuses (other encodings, a number
     beyond the range of a float) goes to `json.loads` with checked numbers. Refused, with a

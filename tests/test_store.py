@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.protocol.feedback import FeedbackEntry, Outcome, OverrideReason
 from cds_service.runtime import Runtime
+from cds_service.store import store as store_module
 from cds_service.store.database import StoreUnavailable, parse_database_url
 from cds_service.store.schema import (
     LATEST_VERSION,
@@ -104,6 +106,35 @@ def test_schema_is_created_once_and_versioned(store_url: str) -> None:
         assert connection.scalar(select(func.count()).select_from(card_decisions)) == 0
     first.dispose()
     second.dispose()
+
+
+def test_a_forked_worker_uses_the_store_prepared_before_the_fork(
+    store: DecisionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server prepares the store before its workers fork; a worker's first hook call (the
+    # snooze look-up has 0.25 s) must not run the migration's write transaction again.
+    store.ensure_ready()
+    store.dispose()
+
+    def migrate_again(connection: Any) -> list[int]:
+        raise AssertionError("migrated again after the fork")
+
+    monkeypatch.setattr(store_module, "migrate", migrate_again)
+    child = os.fork()
+    if child == 0:  # the worker
+        code = 1
+        try:
+            with store.reading(seconds=0.25) as connection:
+                code = (
+                    0
+                    if connection.scalar(select(func.count()).select_from(card_decisions))
+                    is not None
+                    else 1
+                )
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_store_migrated_by_a_newer_release_is_refused(store: DecisionStore) -> None:

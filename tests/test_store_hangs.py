@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from live_server import free_port, issue_cards, post_json, serve, wait_healthy
 from postgres_server import PostgresServer
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cds_service.app import create_app
 from cds_service.config import Settings
@@ -98,6 +98,22 @@ def postgres_app(runtime: Runtime, postgres_url: str) -> Iterator[Flask]:
     application.extensions["cds_decision_log"].close()
     application.extensions["cds_store"].dispose()
 
+
+
+def test_a_read_over_its_callers_short_limit_does_not_close_the_store(tmp_path: Path) -> None:
+    # The snooze look-up gives a hook call 0.25 s; a query slower than that is slow for that
+    # call, and must not close the store to feedback and the decision log for the cool-down.
+    store = DecisionStore(parse_database_url(f"sqlite:///{tmp_path / 'd.db'}"), "s" * 40)
+    store.ensure_ready()
+    slow = text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000000)"
+        " SELECT count(*) FROM n"
+    )
+    with pytest.raises(StoreUnavailable), store.reading(seconds=0.25) as connection:
+        connection.execute(slow).scalar()
+    with store.transaction() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1
+    store.dispose()
 
 def test_feedback_answers_503_in_time_and_hook_calls_go_on_while_the_store_hangs(
     postgres_server: PostgresServer, postgres_app: Flask, fixture_request: Any

@@ -14,7 +14,8 @@ conditions were not prefetched) instead of joining the queue.
 The EHR's token goes only to the EHR's FHIR server: redirects are never followed, and a
 next-page link to another origin is refused. Cookies are never kept, so nothing set for one
 user's call rides on another's. A connection is made only to the addresses its host name
-resolved to and were checked: never to a link-local or cloud metadata address (servers.py).
+resolved to and were checked: never to a link-local or cloud metadata address (servers.py);
+behind an HTTP proxy (HTTPS_PROXY), the proxy resolves names, so it must refuse them too.
 Answers are decompressed here, a bounded step at a time, so a compressed answer counts
 against the size cap and the deadline by what it inflates to (a "gzip bomb" cannot overrun
 either). Every failure to get an answer reads the same to the caller, so the 412 wording does
@@ -51,7 +52,12 @@ from urllib3.util.connection import allowed_gai_family
 from cds_service import metrics
 from cds_service.fhir.access import FetchResult, FhirQuery, FhirServer
 from cds_service.fhir.parsing import is_failed_result, next_page_link, resources_of
-from cds_service.fhir.servers import REFUSED_ADDRESS, is_forbidden_address, is_forbidden_host
+from cds_service.fhir.servers import (
+    REFUSED_ADDRESS,
+    is_forbidden_address,
+    is_forbidden_host,
+    origin,
+)
 from cds_service.json_text import loads_json
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,6 @@ _ACCEPT = {
 _CHUNK_BYTES = 64 * 1024
 # A page bigger than this is not a sane search result; stop reading rather than fill memory.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _BearerToken(AuthBase):
@@ -209,15 +214,6 @@ class _Outcome:
     pages: int
     seconds: float
     cause: str = ""  # for the log: what exactly failed (the problem may say less)
-
-
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return None
 
 
 def _new_session(pool_size: int) -> requests.Session:
@@ -426,7 +422,7 @@ class FhirClient:
     @staticmethod
     def _next_url(server: FhirServer, current: str, link: str) -> str:
         url = urljoin(current, link)
-        if _origin(url) != _origin(server.base_url):
+        if origin(url) != origin(server.base_url):
             # The token is for the EHR's server only.
             raise _QueryFailed("a next-page link points outside the FHIR server; not followed")
         return url

@@ -1,10 +1,11 @@
 """Strict FHIR R4 checks for tools: what exactly is wrong with a resource, and where.
 
-The service itself reads leniently (`parsing.py` repairs what real clients get wrong and skips
-what it cannot read). Integrators checking their EHR's output want the opposite: every problem,
-located by its path inside the resource. Validation uses the `fhir.resources.R4B` models; a
-Bundle is checked entry by entry so that one bad entry does not hide the others, and so that a
-resource type the models do not know is reported rather than crashing the check.
+The service itself reads leniently: it checks only the elements its rules read (`checks.py`) and
+skips, with a log line, a resource it cannot read. Integrators checking their EHR's output want
+the opposite: every problem, located by its path inside the resource. Validation uses the
+`fhir.resources.R4B` models; a Bundle is checked entry by entry so that one bad entry does not
+hide the others, and so that a resource type the models do not know is reported rather than
+crashing the check.
 """
 
 from __future__ import annotations

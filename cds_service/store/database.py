@@ -167,11 +167,19 @@ def _sqlite_engine(url: URL, operation_seconds: float | None) -> Engine:
     return engine
 
 
+def server_statement_ms(seconds: float) -> int:
+    """The PostgreSQL statement_timeout for a client limit of `seconds`: a quarter of a second
+    (at most a quarter of the limit) earlier, so a slow statement ends on the server cleanly."""
+    return int(seconds * 1000 - min(250, seconds * 250))
+
+
 def _postgres_engine(url: URL, operation_seconds: float | None) -> Engine:
     # The server stops a statement a moment before the client breaks the connection, so a
     # slow (not hung) server ends an operation cleanly and keeps the connection.
     statement_ms = (
-        int(operation_seconds * 1000) - 250 if operation_seconds else OPERATOR_STATEMENT_TIMEOUT_MS
+        server_statement_ms(operation_seconds)
+        if operation_seconds
+        else OPERATOR_STATEMENT_TIMEOUT_MS
     )
     engine = create_engine(
         url,

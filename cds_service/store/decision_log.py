@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import secrets
+import sys
 import threading
 import time
 from collections import Counter
@@ -197,17 +198,8 @@ class DecisionLog:
                 # Let a burst of responses gather while sleeping, then take it at once: one
                 # transaction per burst, and no wake-up (and GIL hand-over) per response.
                 time.sleep(BATCH_WAIT_SECONDS)
-            batch: list[DecisionRecord] = list(first)
-            stop_seen = False
-            while len(batch) < BATCH_SIZE:
-                try:
-                    item = source.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_seen = True
-                    break
-                batch.extend(item)
+            more, stop_seen = _take_queued(source, BATCH_SIZE - len(first))
+            batch: list[DecisionRecord] = [*first, *more]
             backlog = len(batch) >= BATCH_SIZE
             with self._lock:
                 self._queued_cards -= len(batch)
@@ -228,15 +220,7 @@ class DecisionLog:
 
     def _drain(self, source: queue.SimpleQueue[Any]) -> list[DecisionRecord]:
         """Everything still queued, up to the stop marker."""
-        records: list[DecisionRecord] = []
-        while True:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                break
-            records.extend(item)
+        records, _ = _take_queued(source, sys.maxsize)
         with self._lock:
             self._queued_cards -= len(records)
             metrics.set_decision_queue(self._queued_cards)
@@ -440,3 +424,18 @@ class DecisionLog:
                 self._ledger = None
             self._thread = None
             self._pid = None
+
+
+def _take_queued(source: queue.SimpleQueue[Any], cards: int) -> tuple[list[DecisionRecord], bool]:
+    """What is queued now, without waiting, until at least `cards` cards are taken or the
+    stop marker comes (then also True: the stop was seen)."""
+    records: list[DecisionRecord] = []
+    while len(records) < cards:
+        try:
+            item = source.get_nowait()
+        except queue.Empty:
+            break
+        if item is _STOP:
+            return records, True
+        records.extend(item)
+    return records, False

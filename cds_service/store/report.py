@@ -125,14 +125,15 @@ def issued_between(
 ) -> list[Any]:
     """Cards issued from `since` (inclusive) to `until` (exclusive); either may be open. Only
     the cards returned to clients unless `shown_only` is False."""
-    bounds: list[Any] = (
+    shown: list[Any] = (
         [card_decisions.c.disposition == Disposition.SHOWN.value] if shown_only else []
     )
-    if since:
-        bounds.append(card_decisions.c.issued_at >= since)
-    if until:
-        bounds.append(card_decisions.c.issued_at < until)
-    return bounds
+    return shown + between(card_decisions.c.issued_at, since, until)
+
+
+def between(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
+    """`column` from `since` (inclusive) to `until` (exclusive); either may be open."""
+    return [*([column >= since] if since else []), *([column < until] if until else [])]
 
 
 def build_report(
@@ -243,10 +244,9 @@ def _cards_not_logged(
     connection: Connection, since: datetime | None, until: datetime | None
 ) -> dict[str, int]:
     """Counted when they were found lost, in the period."""
-    recorded = decision_log_losses.c.recorded_at
     query = (
         select(decision_log_losses.c.reason, func.sum(decision_log_losses.c.cards))
-        .where(*([recorded >= since] if since else []), *([recorded < until] if until else []))
+        .where(*between(decision_log_losses.c.recorded_at, since, until))
         .group_by(decision_log_losses.c.reason)
         .order_by(decision_log_losses.c.reason)
     )
@@ -262,8 +262,7 @@ def _unknown_card_feedback(
             feedback.outerjoin(card_decisions, feedback.c.card_uuid == card_decisions.c.card_uuid)
         )
         .where(card_decisions.c.card_uuid.is_(None))
-        .where(*([feedback.c.received_at >= since] if since else []))
-        .where(*([feedback.c.received_at < until] if until else []))
+        .where(*between(feedback.c.received_at, since, until))
         .subquery("orphan")
     )
     entries, cards, accepted, overridden = connection.execute(

@@ -4,8 +4,9 @@ that patient for the site's number of days.
 
 The patient is found by the pseudonymous key the decision log keeps with every card; feedback
 names the card. The lookup runs on a hook call's path, so it is bounded hard
-(SNOOZE_CHECK_SECONDS, and not at all during the store's cool-down after a failure): a store
-that cannot answer in time means the cards show, never that the call waits.
+(SNOOZE_CHECK_SECONDS, and not at all for SNOOZE_PAUSE_SECONDS after a look-up failed, nor
+during the store's own cool-down): a store that cannot answer in time means the cards show,
+never that the call waits, and a slow look-up never closes the store to anything else.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # How long a hook call may wait for the snooze lookup; it normally takes a millisecond or two.
 SNOOZE_CHECK_SECONDS = 0.25
+# After a look-up failed, the next ones are skipped this long (the cards show at once).
+SNOOZE_PAUSE_SECONDS = 2.0
 _UNAVAILABLE_LOG_SECONDS = 60.0
 
 
@@ -85,16 +88,20 @@ class StoreSnoozeCheck:
         self._seconds = seconds
         self._now = now
         self._last_unavailable_log = 0.0
+        self._paused_until = 0.0
 
     def snoozed_topics(
         self, patient_id: str, rules: Mapping[str, SnoozeRule]
     ) -> frozenset[str] | None:
         """The snoozed topics; None when the store cannot tell within the limit."""
+        if time.monotonic() < self._paused_until:
+            return None
         try:
             with self._store.reading(seconds=self._seconds) as connection:
                 key = self._store.patient_key(patient_id)
                 return snoozed_topics(connection, key, rules, self._now())
         except (StoreUnavailable, ValuesRefused) as error:
+            self._paused_until = time.monotonic() + SNOOZE_PAUSE_SECONDS
             # Logged at most once a minute; each call concerned says so in its request line.
             if time.monotonic() - self._last_unavailable_log >= _UNAVAILABLE_LOG_SECONDS:
                 self._last_unavailable_log = time.monotonic()

@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL
 
 from cds_service import metrics
 from cds_service.store.database import StoreUnavailable, ValuesRefused, is_sqlite
+from cds_service.store.schema import Disposition
 from cds_service.store.store import DECISION_COLUMNS, DecisionRow, DecisionStore
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _encode(row: DecisionRow) -> str:
 def _decode(line: str) -> DecisionRow:
     values = json.loads(line)["card"]
     if isinstance(values, list) and len(values) == _COLUMNS_BEFORE_DISPOSITION:
-        values.append("shown")  # spooled by a release that logged shown cards only
+        values.append(Disposition.SHOWN)  # spooled by a release that logged shown cards only
     if not isinstance(values, list) or len(values) != len(DECISION_COLUMNS):
         raise ValueError("not a spooled card")
     values[1] = datetime.fromisoformat(values[1])
@@ -279,11 +280,15 @@ class Spool:
 
     @staticmethod
     @contextlib.contextmanager
-    def _taken(path: Path) -> Iterator[Any]:
-        """The open file, locked for this process; None when another process has it or it is
-        gone (already imported)."""
+    def _taken(path: Path, binary: bool = False) -> Iterator[Any]:
+        """The open file (text, or binary for reading and writing), locked for this process;
+        None when another process has it or it is gone (already imported, or reaped)."""
         try:
-            file = open(path, encoding="utf-8")  # noqa: SIM115 (closed below)
+            file = (
+                open(path, "r+b")  # noqa: SIM115 (closed below)
+                if binary
+                else open(path, encoding="utf-8")  # noqa: SIM115 (closed below)
+            )
         except FileNotFoundError:
             yield None
             return
@@ -318,17 +323,9 @@ class Spool:
     def _reap_ledgers(self, store: DecisionStore) -> int:
         lost = 0
         for path in self.folder.glob(f"{self._ledger_prefix}*{_LEDGER_SUFFIX}"):
-            try:
-                file = open(path, "r+b")  # noqa: SIM115 (closed below)
-            except FileNotFoundError:
-                continue
-            with file:
-                try:
-                    fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its worker is alive
-                if not os.fstat(file.fileno()).st_nlink:
-                    continue
+            with self._taken(path, binary=True) as file:
+                if file is None:
+                    continue  # its worker is alive, or another process reaped it
                 data = file.read(_LEDGER.size)
                 cards = _LEDGER.unpack(data)[0] if len(data) == _LEDGER.size else 0
                 if cards > 0:

@@ -45,9 +45,11 @@ from cds_service.store.database import (
     ValuesRefused,
     describe_url,
     is_sqlite,
+    server_statement_ms,
 )
 from cds_service.store.pseudonym import PatientPseudonymizer
 from cds_service.store.schema import (
+    Disposition,
     SchemaTooNew,
     card_decisions,
     decision_log_losses,
@@ -87,8 +89,8 @@ class DecisionRecord:
     suggestion_uuids: tuple[str, ...]
     # Held in memory until written; only its keyed HMAC reaches the store.
     patient_id: str = field(repr=False)
-    # "shown", or held back by the site's configuration: "silent" or "snoozed".
-    disposition: str = "shown"
+    # Shown, or held back by the site's configuration: silent or snoozed.
+    disposition: str = Disposition.SHOWN
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,9 @@ class DecisionStore:
         self._configured_secret = patient_key_secret
         self._cooldown = cooldown_seconds
         self._unavailable_until = 0.0
-        self._ready_pid: int | None = None
+        # Once ready, a forked worker inherits it: the schema is in the database, the patient key
+        # in memory (the engine is made again per process by Database).
+        self._ready = False
         self._pseudonymizer: PatientPseudonymizer | None = None
         self._lock = threading.Lock()
         # SQLite: one writing transaction per process at a time (see _one_writer).
@@ -234,12 +238,17 @@ class DecisionStore:
         (default: the store's operation limit, if it has one)."""
         if time.monotonic() < self._unavailable_until:
             raise StoreUnavailable("the decision store was unreachable moments ago")
-        limit = (seconds or self.database.operation_seconds) if limited else None
+        own_limit = self.database.operation_seconds
+        limit = (seconds or own_limit) if limited else None
         try:
             with time_limit(limit):
                 yield
         except _UNREACHABLE as error:
-            self._unavailable_until = time.monotonic() + self._cooldown
+            # A caller's own shorter limit running out (the snooze look-up's) says the store was
+            # slow for that caller, not that it is down: it does not close the store to the
+            # feedback and the decision log, which the store's own limit would.
+            if limit is None or own_limit is None or limit >= own_limit:
+                self._unavailable_until = time.monotonic() + self._cooldown
             raise StoreUnavailable(
                 f"the decision store is unreachable ({type(error).__name__})"
             ) from error
@@ -256,16 +265,15 @@ class DecisionStore:
         self._unavailable_until = 0.0
 
     def ensure_ready(self, seconds: float | None = None) -> None:
-        """Create or migrate the schema and load the patient key, once per process; within
-        `seconds` when given (default: the store's operation limit)."""
-        pid = os.getpid()
-        if self._ready_pid == pid:
+        """Create or migrate the schema and load the patient key, once (the server does it before
+        its workers fork); within `seconds` when given (default: the store's operation limit)."""
+        if self._ready:
             return
         # Another thread may be preparing the store: a caller with a limit waits no longer.
         if not self._lock.acquire(timeout=-1 if seconds is None else seconds):
             raise StoreUnavailable("the decision store is being prepared by another thread")
         try:
-            if self._ready_pid == pid:
+            if self._ready:
                 return
             with self._guard(seconds=seconds):
                 try:
@@ -275,7 +283,7 @@ class DecisionStore:
                 except SchemaTooNew as error:
                     raise StoreUnavailable(str(error)) from error
             self._pseudonymizer = PatientPseudonymizer(secret)
-            self._ready_pid = pid
+            self._ready = True
         finally:
             self._lock.release()
         if applied:
@@ -345,8 +353,8 @@ class DecisionStore:
             connection.execution_options(**{READ_ONLY_OPTION: True})
             if connection.dialect.name == "postgresql":
                 # The server stops the statement a moment before the client would give up.
-                server_limit = 0 if limit is None else int(limit * 1000) - min(250, limit * 250)
-                connection.execute(text(f"SET LOCAL statement_timeout = {int(server_limit)}"))
+                server_limit = 0 if limit is None else server_statement_ms(limit)
+                connection.execute(text(f"SET LOCAL statement_timeout = {server_limit}"))
             yield connection
 
     def patient_key(self, patient_id: str) -> str:

@@ -46,12 +46,6 @@ def current_deadline() -> float | None:
     return deadline
 
 
-def check_deadline() -> None:
-    deadline = current_deadline()
-    if deadline is not None and time.monotonic() >= deadline:
-        raise StoreTimeout("the store operation ran out of time")
-
-
 def shut_down_socket(dbapi_connection: Any) -> None:
     """Break a psycopg connection from another thread: its blocked read returns at once."""
     descriptor = dbapi_connection.pgconn.socket  # raises once the connection is closed
