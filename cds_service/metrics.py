@@ -260,26 +260,14 @@ def observe_request(
 
 
 def count_cards(service: str, cards: Iterable[CardRecord]) -> None:
-    instruments = _record()
-    if instruments is None:
-        return
-    try:
-        for card in cards:
-            _child(instruments.cards, service, card.topic or "none", card.indicator or "none").inc()
-    except Exception as error:
-        _report_failure(error)
+    for card in cards:
+        _count("cards", service, card.topic or "none", card.indicator or "none")
 
 
 def count_cards_held_back(service: str, disposition: str, cards: Iterable[CardRecord]) -> None:
     """Cards logged but not returned: `disposition` silent or snoozed."""
-    instruments = _record()
-    if instruments is None:
-        return
-    try:
-        for card in cards:
-            _child(instruments.cards_held_back, service, card.topic or "none", disposition).inc()
-    except Exception as error:
-        _report_failure(error)
+    for card in cards:
+        _count("cards_held_back", service, card.topic or "none", disposition)
 
 
 def fhir_read_outcome(*, obtained: bool, answered_in_time: bool, status: int | None) -> str:
